@@ -1,0 +1,41 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is for developers.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+INSTALLED_DEV := $(VENV)/.installed-dev
+
+.PHONY: run test proto proto-check lint clean
+
+run: $(INSTALLED)  ## start the database and all four services on loopback
+	$(BIN)/samhandling up
+
+test: $(INSTALLED_DEV)  ## run the whole test suite (unit, contract, end to end)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+proto: $(INSTALLED_DEV)  ## regenerate the Python code for protos/
+	$(BIN)/python -m services.codegen
+
+proto-check: $(INSTALLED_DEV)
+	$(BIN)/python -m services.codegen --check
+	cd protos && ../$(BIN)/buf lint
+
+lint: $(INSTALLED_DEV)
+	$(BIN)/ruff check services tests
+	cd protos && ../$(BIN)/buf lint
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info build
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(INSTALLED_DEV): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(INSTALLED)

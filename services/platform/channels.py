@@ -1,0 +1,99 @@
+"""Client channels to peer services: a deadline on every call, the caller's token, request id and
+(later) trace context forwarded, and retries — configured in the channel's service config — only for
+methods that are safe to repeat."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from grpc import aio
+
+from services.platform import request_context
+
+RETRYABLE_STATUS_CODES = ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]
+
+
+def service_config(
+    idempotent_methods: Iterable[tuple[str, str]], *, timeout_seconds: float, max_attempts: int = 4
+) -> str:
+    """Retry policy for (service, method) pairs known to be idempotent; no retries for anything else."""
+    methods = [{"service": service, "method": method} for service, method in idempotent_methods]
+    configs: list[dict] = [{"name": [{}], "timeout": f"{timeout_seconds:.3f}s"}]
+    if methods:
+        configs.append({
+            "name": methods,
+            "timeout": f"{timeout_seconds:.3f}s",
+            "retryPolicy": {
+                "maxAttempts": max_attempts,
+                "initialBackoff": "0.1s",
+                "maxBackoff": "2s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": RETRYABLE_STATUS_CODES,
+            },
+        })
+    return json.dumps({"methodConfig": configs})
+
+
+class _ForwardingInterceptor:
+    """Adds the default deadline when a call has none, and forwards request id and bearer token."""
+
+    def __init__(self, default_timeout: float) -> None:
+        self.default_timeout = default_timeout
+
+    def _details(self, details: aio.ClientCallDetails) -> aio.ClientCallDetails:
+        metadata = aio.Metadata(*(details.metadata or ()))
+        token = request_context.bearer_token.get()
+        if token and request_context.AUTHORIZATION_HEADER not in metadata:
+            metadata.add(request_context.AUTHORIZATION_HEADER, f"Bearer {token}")
+        request_id = request_context.request_id.get()
+        if request_id != "-" and request_context.REQUEST_ID_HEADER not in metadata:
+            metadata.add(request_context.REQUEST_ID_HEADER, request_id)
+        return aio.ClientCallDetails(
+            method=details.method,
+            timeout=details.timeout if details.timeout is not None else self.default_timeout,
+            metadata=metadata,
+            credentials=details.credentials,
+            wait_for_ready=details.wait_for_ready,
+        )
+
+
+class _UnaryUnary(_ForwardingInterceptor, aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
+        return await continuation(self._details(client_call_details), request)
+
+
+class _UnaryStream(_ForwardingInterceptor, aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation, client_call_details, request):
+        return await continuation(self._details(client_call_details), request)
+
+
+def open_channel(
+    target: str,
+    *,
+    idempotent_methods: Iterable[tuple[str, str]] = (),
+    timeout_seconds: float = 5.0,
+    stream_timeout_seconds: float | None = None,
+) -> aio.Channel:
+    """A channel whose unary calls always carry a deadline. Streams are long-lived by nature: they get
+    `stream_timeout_seconds` if given, else none (the caller cancels them)."""
+    interceptors: list = [_UnaryUnary(timeout_seconds)]
+    if stream_timeout_seconds is not None:
+        interceptors.append(_UnaryStream(stream_timeout_seconds))
+    return aio.insecure_channel(
+        target,
+        options=[
+            ("grpc.service_config", service_config(idempotent_methods, timeout_seconds=timeout_seconds)),
+            ("grpc.enable_retries", 1),
+            ("grpc.keepalive_time_ms", 30_000),
+        ],
+        interceptors=interceptors,
+    )
+
+
+# The storage methods that are safe to repeat: reads, and PutRecord because every put carries an
+# idempotency key (a repeat returns the original result). Watch resumes by sequence instead.
+STORAGE_IDEMPOTENT_METHODS = [
+    ("samhandling.storage.v1.StorageService", method)
+    for method in ("PutRecord", "GetRecord", "ListRecordVersions", "ListRecords")
+]

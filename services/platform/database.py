@@ -1,0 +1,122 @@
+"""The PostgreSQL connection every database-backed service shares: the async engine, transactions
+scoped to one tenant (row-level security reads the tenant from a transaction-local setting), the
+classification of connection failures as UNAVAILABLE, and a health monitor."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from sqlalchemy import exc, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from services.platform.errors import Unavailable
+
+if TYPE_CHECKING:
+    from services.platform.server import RunningServer
+
+log = logging.getLogger(__name__)
+
+TENANT_SETTING = "samhandling.tenant"
+# SQLSTATE classes that mean "the database is not there right now": connection exception,
+# operator intervention (shutdown, cannot connect now), insufficient resources.
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57", "53")
+
+
+def async_url(url: str) -> str:
+    """Accepts plain postgresql:// URLs (as operators and secrets write them) and picks asyncpg."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+asyncpg"):
+        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}; use postgresql://")
+
+
+def create_engine(url: str, *, pool_size: int = 10, statement_timeout_ms: int | None = None) -> AsyncEngine:
+    server_settings = {"application_name": "samhandling"}
+    if statement_timeout_ms:
+        server_settings["statement_timeout"] = str(statement_timeout_ms)
+    return create_async_engine(
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=5,
+        connect_args={"server_settings": server_settings, "timeout": 5},
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    if isinstance(error, (OSError, asyncio.TimeoutError)):
+        return True
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated or isinstance(error, exc.InterfaceError):
+            return True
+        sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATE_CLASSES):
+            return True
+        return isinstance(error, exc.OperationalError) and sqlstate is None
+    return isinstance(error, exc.TimeoutError)  # the pool had no connection for us in time
+
+
+@asynccontextmanager
+async def tenant_session(
+    sessions: async_sessionmaker[AsyncSession], tenant: str
+) -> AsyncIterator[AsyncSession]:
+    """One transaction in which row-level security sees exactly `tenant`. Commits on success."""
+    try:
+        async with sessions() as session, session.begin():
+            await session.execute(text("SELECT set_config(:name, :tenant, true)"), {
+                "name": TENANT_SETTING, "tenant": tenant,
+            })
+            yield session
+    except Exception as error:
+        if is_unavailable(error):
+            log.warning("database unavailable: %s", type(error).__name__)
+            raise Unavailable("the database is unavailable; retry later") from error
+        raise
+
+
+async def role_bypasses_row_security(engine: AsyncEngine) -> str | None:
+    """The role name if the connection's role ignores row-level security (superuser or BYPASSRLS)."""
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(
+                text("SELECT current_user, rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user")
+            )
+        ).one()
+    return row[0] if row[1] else None
+
+
+async def check_reachable(engine: AsyncEngine) -> bool:
+    try:
+        async with engine.connect() as connection:
+            await asyncio.wait_for(connection.execute(text("SELECT 1")), timeout=5)
+        return True
+    except Exception as error:  # noqa: BLE001 - any failure means "not serving"
+        if not is_unavailable(error):
+            log.exception("database check failed")
+        return False
+
+
+def database_health_monitor(engine: AsyncEngine, interval: float) -> Callable[[RunningServer], Awaitable[None]]:
+    """A background job: the service is SERVING exactly while its database answers."""
+
+    async def monitor(running: RunningServer) -> None:
+        serving = True
+        while True:
+            reachable = await check_reachable(engine)
+            if reachable != serving:
+                log.warning("database %s", "reachable again" if reachable else "unreachable: NOT_SERVING")
+                await running.set_serving(reachable)
+                serving = reachable
+            await asyncio.sleep(interval)
+
+    return monitor

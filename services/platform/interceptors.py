@@ -1,0 +1,153 @@
+"""Server interceptors: request ids, authentication, and domain errors → rich gRPC statuses.
+
+Each wraps the method handler so that it runs in the handler's own task, where the contextvars it
+sets are visible to the servicer."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from services.platform import request_context, status
+from services.platform.errors import DomainError, Unauthenticated
+from services.platform.tokens import TokenVerifier
+
+log = logging.getLogger(__name__)
+
+# Health and reflection answer without a token, so probes and standard tools work.
+UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+Behaviour = Callable[[Any, aio.ServicerContext], Any]
+Decorator = Callable[[Behaviour, bool, grpc.HandlerCallDetails], Behaviour]
+
+
+def _metadata(details: grpc.HandlerCallDetails, key: str) -> str | None:
+    for name, value in details.invocation_metadata or ():
+        if name == key:
+            return value if isinstance(value, str) else value.decode()
+    return None
+
+
+def _rewrap(handler: grpc.RpcMethodHandler, decorate: Decorator, details: grpc.HandlerCallDetails):
+    """Returns the handler with its behaviour wrapped; only unary-request methods exist in our contracts."""
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            decorate(handler.unary_unary, False, details),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            decorate(handler.unary_stream, True, details),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
+
+
+class _WrappingInterceptor(aio.ServerInterceptor):
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        return _rewrap(handler, self.decorate, handler_call_details)
+
+    def decorate(self, behaviour: Behaviour, streaming: bool, details: grpc.HandlerCallDetails) -> Behaviour:
+        before = self.before
+
+        if streaming:
+
+            async def stream(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+                await before(details, context)
+                async for response in behaviour(request, context):
+                    yield response
+
+            return stream
+
+        async def unary(request: Any, context: aio.ServicerContext) -> Any:
+            await before(details, context)
+            return await behaviour(request, context)
+
+        return unary
+
+    async def before(self, details: grpc.HandlerCallDetails, context: aio.ServicerContext) -> None:
+        """Runs before the behaviour, in its task; subclasses override this or `decorate`."""
+
+
+class RequestIdInterceptor(_WrappingInterceptor):
+    """Takes the caller's x-request-id (or makes one), exposes it to handlers and echoes it back."""
+
+    async def before(self, details: grpc.HandlerCallDetails, context: aio.ServicerContext) -> None:
+        incoming = _metadata(details, request_context.REQUEST_ID_HEADER)
+        value = incoming if incoming and len(incoming) <= 128 and incoming.isprintable() else str(uuid.uuid4())
+        request_context.request_id.set(value)
+        await context.send_initial_metadata(((request_context.REQUEST_ID_HEADER, value),))
+
+
+class AuthenticationInterceptor(_WrappingInterceptor):
+    """Requires `authorization: Bearer <JWT>` on every method but health and reflection."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self.verifier = verifier
+
+    async def intercept_service(self, continuation, handler_call_details):
+        if handler_call_details.method.startswith(UNAUTHENTICATED_PREFIXES):
+            return await continuation(handler_call_details)
+        return await super().intercept_service(continuation, handler_call_details)
+
+    async def before(self, details: grpc.HandlerCallDetails, context: aio.ServicerContext) -> None:
+        header = _metadata(details, request_context.AUTHORIZATION_HEADER)
+        if header is None:
+            raise Unauthenticated("MISSING_TOKEN", "this call requires `authorization: Bearer <token>`")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("MISSING_TOKEN", "the authorization header must be `Bearer <token>`")
+        request_context.principal.set(await self.verifier.verify(token.strip()))
+        request_context.bearer_token.set(token.strip())
+
+
+class ErrorMappingInterceptor(_WrappingInterceptor):
+    """Turns domain errors into statuses with details; anything unexpected into INTERNAL without leaking."""
+
+    def decorate(self, behaviour: Behaviour, streaming: bool, details: grpc.HandlerCallDetails) -> Behaviour:
+        method = details.method
+
+        async def fail(context: aio.ServicerContext, error: BaseException) -> None:
+            if isinstance(error, DomainError):
+                await context.abort_with_status(status.status_for(error))
+            log.exception("unexpected error in %s", method, exc_info=error)
+            await context.abort_with_status(status.internal_status(request_context.request_id.get()))
+
+        if streaming:
+
+            async def stream(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+                try:
+                    async for response in behaviour(request, context):
+                        yield response
+                except aio.AbortError:
+                    raise
+                except Exception as error:  # noqa: BLE001 - the boundary that maps every failure
+                    await fail(context, error)
+
+            return stream
+
+        async def unary(request: Any, context: aio.ServicerContext) -> Any:
+            try:
+                return await behaviour(request, context)
+            except aio.AbortError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the boundary that maps every failure
+                await fail(context, error)
+
+        return unary
+
+
+def standard_interceptors(verifier: TokenVerifier) -> list[aio.ServerInterceptor]:
+    """Outermost first: the request id exists before anything can fail, and auth errors are mapped."""
+    return [RequestIdInterceptor(), ErrorMappingInterceptor(), AuthenticationInterceptor(verifier)]
+

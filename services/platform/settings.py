@@ -1,0 +1,165 @@
+"""Settings, read once from `SAMHANDLING_*` environment variables at start-up and passed down.
+
+Every problem is collected and reported together, naming the variable, so that a misconfigured
+deployment fails at once with a message an operator can act on."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from services.platform.tenants import DEFAULT_TENANTS, TenantTable
+
+SERVICES = ("access", "overview", "news2", "storage")
+DEFAULT_PORTS = {"access": 50051, "overview": 50052, "news2": 50053, "storage": 50054}
+ENVIRONMENTS = ("development", "test", "production")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEV_TOKEN_ISSUER = "https://dev-token.samhandling.local"
+DEV_TOKEN_AUDIENCE = "samhandling"
+PREFIX = "SAMHANDLING_"
+
+
+class SettingsError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: str = "development"
+    data_dir: Path = Path(".samhandling")
+    # None: run on the embedded PostgreSQL in the data directory.
+    database_url: str | None = None
+    database_pool_size: int = 10
+    bind_host: str = "127.0.0.1"
+    ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    # Where peers reach each service (host:port).
+    addresses: Mapping[str, str] = field(
+        default_factory=lambda: {name: f"127.0.0.1:{port}" for name, port in DEFAULT_PORTS.items()}
+    )
+    # A JWKS file path or an http(s) URL; None: the dev-token key pair in the data directory.
+    jwks: str | None = None
+    token_issuer: str = DEV_TOKEN_ISSUER
+    token_audience: str = DEV_TOKEN_AUDIENCE
+    tenants: TenantTable = field(default_factory=lambda: TenantTable.parse(DEFAULT_TENANTS))
+    max_payload_bytes: int = 1024 * 1024
+    call_timeout_seconds: float = 5.0
+    shutdown_grace_seconds: float = 10.0
+    database_check_interval_seconds: float = 2.0
+    log_level: str = "INFO"
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def dev_keys_dir(self) -> Path:
+        return self.data_dir / "dev-keys"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        return _SettingsReader(os.environ if environ is None else environ).read()
+
+
+class _SettingsReader:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def read(self) -> Settings:
+        defaults = Settings()
+        environment = self._choice("ENVIRONMENT", ENVIRONMENTS, defaults.environment)
+        production = environment == "production"
+        ports = {name: self._port(f"{name.upper()}_PORT", port) for name, port in DEFAULT_PORTS.items()}
+        addresses = {
+            name: self._text(f"{name.upper()}_ADDRESS", f"127.0.0.1:{ports[name]}") for name in SERVICES
+        }
+        settings = Settings(
+            environment=environment,
+            data_dir=Path(self._text("DATA_DIR", str(defaults.data_dir))),
+            database_url=self._optional("DATABASE_URL", required=production),
+            database_pool_size=self._int("DATABASE_POOL_SIZE", defaults.database_pool_size, 1, 200),
+            bind_host=self._text("BIND_HOST", defaults.bind_host),
+            ports=ports,
+            addresses=addresses,
+            jwks=self._optional("JWKS", required=production),
+            token_issuer=self._text("TOKEN_ISSUER", defaults.token_issuer, required=production),
+            token_audience=self._text("TOKEN_AUDIENCE", defaults.token_audience, required=production),
+            tenants=self._tenants(),
+            max_payload_bytes=self._int("MAX_PAYLOAD_BYTES", defaults.max_payload_bytes, 1, 64 * 1024 * 1024),
+            call_timeout_seconds=self._float("CALL_TIMEOUT_SECONDS", defaults.call_timeout_seconds),
+            shutdown_grace_seconds=self._float("SHUTDOWN_GRACE_SECONDS", defaults.shutdown_grace_seconds),
+            database_check_interval_seconds=self._float(
+                "DATABASE_CHECK_INTERVAL_SECONDS", defaults.database_check_interval_seconds
+            ),
+            log_level=self._choice("LOG_LEVEL", LOG_LEVELS, defaults.log_level, upper=True),
+        )
+        if self.problems:
+            raise SettingsError(self.problems)
+        return settings
+
+    def _raw(self, name: str) -> str | None:
+        value = self.environ.get(PREFIX + name)
+        return value.strip() if value is not None and value.strip() else None
+
+    def _optional(self, name: str, *, required: bool = False) -> str | None:
+        value = self._raw(name)
+        if value is None and required:
+            self.problems.append(f"{PREFIX}{name} is required in production")
+        return value
+
+    def _text(self, name: str, default: str, *, required: bool = False) -> str:
+        return self._optional(name, required=required) or default
+
+    def _choice(self, name: str, choices: tuple[str, ...], default: str, *, upper: bool = False) -> str:
+        value = self._raw(name)
+        if value is None:
+            return default
+        value = value.upper() if upper else value.lower()
+        if value not in choices:
+            self.problems.append(f"{PREFIX}{name}={value!r} must be one of {', '.join(choices)}")
+            return default
+        return value
+
+    def _int(self, name: str, default: int, low: int, high: int) -> int:
+        value = self._raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            self.problems.append(f"{PREFIX}{name}={value!r} must be a whole number")
+            return default
+        if not low <= number <= high:
+            self.problems.append(f"{PREFIX}{name}={number} must be between {low} and {high}")
+            return default
+        return number
+
+    def _port(self, name: str, default: int) -> int:
+        return self._int(name, default, 0, 65535)
+
+    def _float(self, name: str, default: float) -> float:
+        value = self._raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not 0 < number < 3600:
+            self.problems.append(f"{PREFIX}{name}={value!r} must be a number of seconds above 0")
+            return default
+        return number
+
+    def _tenants(self) -> TenantTable:
+        try:
+            return TenantTable.parse(self._raw("TENANTS") or DEFAULT_TENANTS)
+        except ValueError as error:
+            self.problems.append(f"{PREFIX}TENANTS: {error}")
+            return TenantTable.parse(DEFAULT_TENANTS)

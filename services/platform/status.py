@@ -1,0 +1,65 @@
+"""Domain error → gRPC status with google.rpc details (BadRequest, ErrorInfo, PreconditionFailure)."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from services.platform import errors
+
+ERROR_DOMAIN = "samhandling.no"
+
+_CODES: list[tuple[type[errors.DomainError], int]] = [
+    (errors.InvalidArgument, code_pb2.INVALID_ARGUMENT),
+    (errors.Unauthenticated, code_pb2.UNAUTHENTICATED),
+    (errors.PermissionDenied, code_pb2.PERMISSION_DENIED),
+    (errors.NotFound, code_pb2.NOT_FOUND),
+    (errors.Aborted, code_pb2.ABORTED),
+    (errors.FailedPrecondition, code_pb2.FAILED_PRECONDITION),
+    (errors.Unavailable, code_pb2.UNAVAILABLE),
+]
+
+
+def status_for(error: errors.DomainError) -> grpc.Status:
+    code = next((code for kind, code in _CODES if isinstance(error, kind)), code_pb2.INTERNAL)
+    status = status_pb2.Status(code=code, message=error.message)
+    for detail in _details(error):
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        status.details.append(packed)
+    return rpc_status.to_status(status)
+
+
+def internal_status(request_id: str) -> grpc.Status:
+    message = f"internal error (request id {request_id})"
+    return rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message=message))
+
+
+def _details(error: errors.DomainError) -> list:
+    details: list = []
+    if isinstance(error, errors.InvalidArgument):
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in error.violations
+                ]
+            )
+        )
+    if isinstance(error, errors.ReasonedError):
+        details.append(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata))
+    if isinstance(error, errors.FailedPrecondition):
+        details.append(
+            error_details_pb2.PreconditionFailure(
+                violations=[
+                    error_details_pb2.PreconditionFailure.Violation(
+                        type=error.reason, subject=error.metadata.get("subject", ""), description=error.message
+                    )
+                ]
+            )
+        )
+    if isinstance(error, errors.Unavailable):
+        details.append(error_details_pb2.RetryInfo(retry_delay={"seconds": 1}))
+    return details

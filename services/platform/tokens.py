@@ -1,0 +1,145 @@
+"""Access-token verification: signature (RS256/ES256 only) against a JWKS, issuer, audience, expiry.
+
+The JWKS comes from a file (re-read when it changes) or an http(s) URL (re-fetched when a token names
+a key id we do not know, at most every `refresh_interval` seconds)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from services.platform.errors import Unauthenticated
+from services.platform.principal import (
+    CITIZEN_SCOPE,
+    CLAIM_AUTHORIZATION_DETAILS,
+    CLAIM_CLIENT_ID,
+    CLAIM_HPR_NUMBER,
+    CLAIM_ORGNR_CHILD,
+    CLAIM_ORGNR_PARENT,
+    CLAIM_PERSON_ID,
+    Attestation,
+    Principal,
+)
+from services.platform.tenants import TenantTable
+
+ALLOWED_ALGORITHMS = ("RS256", "ES256")
+MAX_TOKEN_BYTES = 16 * 1024
+CLOCK_LEEWAY_SECONDS = 30
+
+log = logging.getLogger(__name__)
+
+
+class JwksSource:
+    """A JWKS from a file path or an http(s) URL."""
+
+    def __init__(self, location: str, refresh_interval: float = 60.0) -> None:
+        self.location = location
+        self.refresh_interval = refresh_interval
+        self._keys: KeySet | None = None
+        self._loaded_at = 0.0
+        self._file_mtime: float | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def is_url(self) -> bool:
+        return self.location.startswith(("http://", "https://"))
+
+    async def keys(self, key_id: str | None) -> KeySet:
+        async with self._lock:
+            if self._keys is None or self._should_reload(key_id):
+                self._keys = KeySet.import_key_set(await self._fetch())
+                self._loaded_at = time.monotonic()
+            return self._keys
+
+    def _should_reload(self, key_id: str | None) -> bool:
+        if not self.is_url:
+            return Path(self.location).stat().st_mtime != self._file_mtime
+        unknown_key = key_id is not None and self._keys is not None and self._keys.get_by_kid(key_id) is None
+        return unknown_key and time.monotonic() - self._loaded_at > self.refresh_interval
+
+    async def _fetch(self) -> dict[str, Any]:
+        if self.is_url:
+            return await asyncio.to_thread(_fetch_url, self.location)
+        path = Path(self.location)
+        self._file_mtime = path.stat().st_mtime
+        return json.loads(path.read_text())
+
+
+def _fetch_url(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - the URL is operator configuration
+        return json.loads(response.read())
+
+
+class TokenVerifier:
+    def __init__(self, jwks: JwksSource, *, issuer: str, audience: str, tenants: TenantTable) -> None:
+        self.jwks = jwks
+        self.tenants = tenants
+        self.claims_registry = jwt.JWTClaimsRegistry(
+            leeway=CLOCK_LEEWAY_SECONDS,
+            iss={"essential": True, "value": issuer},
+            aud={"essential": True, "value": audience},
+            exp={"essential": True},
+        )
+
+    async def verify(self, token: str) -> Principal:
+        if len(token) > MAX_TOKEN_BYTES:
+            raise Unauthenticated("TOKEN_TOO_LARGE", "access token is too large")
+        try:
+            header = _unverified_header(token)
+            keys = await self.jwks.keys(header.get("kid"))
+            decoded = jwt.decode(token, keys, algorithms=list(ALLOWED_ALGORITHMS))
+            self.claims_registry.validate(decoded.claims)
+        except (JoseError, ValueError, TypeError, KeyError) as error:
+            raise Unauthenticated("INVALID_TOKEN", f"access token rejected: {_describe(error)}") from None
+        except OSError as error:
+            log.warning("cannot load JWKS from %s: %s", self.jwks.location, error)
+            raise Unauthenticated("KEYS_UNAVAILABLE", "token signing keys cannot be loaded") from None
+        return self._principal(decoded.claims)
+
+    def _principal(self, claims: dict[str, Any]) -> Principal:
+        client_id = claims.get(CLAIM_CLIENT_ID)
+        organisation = claims.get(CLAIM_ORGNR_PARENT)
+        if not isinstance(client_id, str) or not client_id:
+            raise Unauthenticated("INVALID_TOKEN", "access token rejected: no client_id claim")
+        if not isinstance(organisation, str) or not organisation:
+            raise Unauthenticated("INVALID_TOKEN", "access token rejected: no orgnr_parent claim")
+        scopes = claims.get("scope", "")
+        scope_list = scopes.split() if isinstance(scopes, str) else list(scopes)
+        return Principal(
+            subject=str(claims.get("sub", client_id)),
+            client_id=client_id,
+            organisation_number=organisation,
+            unit_organisation_number=_text(claims.get(CLAIM_ORGNR_CHILD)),
+            tenant=self.tenants.tenant_of(organisation),
+            hpr_number=_text(claims.get(CLAIM_HPR_NUMBER)),
+            person_id=_text(claims.get(CLAIM_PERSON_ID)),
+            is_citizen=CITIZEN_SCOPE in scope_list,
+            attestation=Attestation.from_authorization_details(claims.get(CLAIM_AUTHORIZATION_DETAILS)),
+            token_id=_text(claims.get("jti")),
+        )
+
+
+def _unverified_header(token: str) -> dict[str, Any]:
+    encoded = token.split(".", 1)[0]
+    decoded = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    if not isinstance(decoded, dict):
+        raise ValueError("token header is not a JSON object")
+    return decoded
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _describe(error: Exception) -> str:
+    return getattr(error, "description", None) or getattr(error, "error", None) or type(error).__name__

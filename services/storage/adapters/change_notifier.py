@@ -1,0 +1,66 @@
+"""Wakes change-feed watchers when a tenant's feed moves, in every storage process: writers send
+NOTIFY on commit, and each process keeps one LISTEN connection that fans out to its watchers. A
+watcher also re-reads on a timeout, so a lost notification only delays, never loses, a change."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.storage.adapters.record_store import CHANGES_CHANNEL
+
+log = logging.getLogger(__name__)
+
+
+class ChangeNotifier:
+    def __init__(self, engine: AsyncEngine, reconnect_delay: float = 1.0) -> None:
+        self.engine = engine
+        self.reconnect_delay = reconnect_delay
+        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self.closed = False
+
+    def subscribe(self, tenant: str) -> asyncio.Event:
+        event = asyncio.Event()
+        self._waiters[tenant].add(event)
+        return event
+
+    def unsubscribe(self, tenant: str, event: asyncio.Event) -> None:
+        self._waiters[tenant].discard(event)
+        if not self._waiters[tenant]:
+            del self._waiters[tenant]
+
+    def wake(self, tenant: str) -> None:
+        for event in self._waiters.get(tenant, ()):
+            event.set()
+
+    async def close(self) -> None:
+        """Wakes every watcher so it can see `closed` and end its stream."""
+        self.closed = True
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
+
+    async def listen(self, _running: object = None) -> None:
+        """Background job: keeps a LISTEN connection open for the life of the service."""
+        while not self.closed:
+            try:
+                async with self.engine.connect() as connection:
+                    raw = await connection.get_raw_connection()
+                    driver = raw.driver_connection
+                    await driver.add_listener(CHANGES_CHANNEL, self._on_notification)
+                    # Wake everyone once: changes may have committed while we were not listening.
+                    for tenant in list(self._waiters):
+                        self.wake(tenant)
+                    while not driver.is_closed() and not self.closed:
+                        await asyncio.sleep(self.reconnect_delay)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - keep trying; watchers fall back to polling
+                log.debug("change listener lost its connection: %s", type(error).__name__)
+            await asyncio.sleep(self.reconnect_delay)
+
+    def _on_notification(self, _connection: object, _pid: int, _channel: str, tenant: str) -> None:
+        self.wake(tenant)

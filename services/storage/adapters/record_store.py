@@ -1,0 +1,211 @@
+"""The record store on PostgreSQL: each operation is one tenant-scoped transaction (the unit of
+work), and row-level security confines every statement in it to that tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.platform.database import tenant_session
+from services.platform.errors import NotFound
+from services.storage.adapters.models import RecordHead, RecordVersionRow, TenantFeed
+from services.storage.domain.records import (
+    Author,
+    IdempotencyKeyReused,
+    Payload,
+    PutCommand,
+    PutResult,
+    RecordRef,
+    RecordVersion,
+    VersionConflict,
+)
+
+CHANGES_CHANNEL = "samhandling_record_changes"
+IDEMPOTENCY_CONSTRAINT = "uq_record_versions_idempotency"
+
+
+class RecordStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    async def put(self, command: PutCommand) -> PutResult:
+        fingerprint = command.fingerprint()
+        try:
+            return await self._put_once(command, fingerprint)
+        except IntegrityError as error:
+            # A concurrent request with the same idempotency key committed first: replay it.
+            if IDEMPOTENCY_CONSTRAINT not in str(error.orig):
+                raise
+            return await self._put_once(command, fingerprint)
+
+    async def _put_once(self, command: PutCommand, fingerprint: bytes) -> PutResult:
+        ref = command.ref
+        async with tenant_session(self.sessions, ref.tenant) as session:
+            earlier = await _find_by_idempotency_key(session, ref.tenant, command)
+            if earlier is not None:
+                if earlier.request_fingerprint != fingerprint:
+                    raise IdempotencyKeyReused()
+                return PutResult(_to_domain(earlier), replayed=True)
+            version = await _next_version(session, ref, command.expected_version)
+            # Taken last, so the feed row stays locked only for the insert and the commit.
+            sequence = await _next_sequence(session, ref.tenant)
+            row = RecordVersionRow(
+                tenant=ref.tenant, patient_id=ref.patient_id, kind=ref.kind, key=ref.key, version=version,
+                sequence=sequence, payload=command.payload.data, content_type=command.payload.content_type,
+                source_system=command.author.source_system,
+                organisation_number=command.author.organisation_number,
+                author_hpr_number=command.author.hpr_number, idempotency_key=command.idempotency_key,
+                request_fingerprint=fingerprint,
+            )
+            session.add(row)
+            await session.flush()
+            await session.refresh(row, ["recorded_at"])
+            await session.execute(text("SELECT pg_notify(:channel, :tenant)"), {
+                "channel": CHANGES_CHANNEL, "tenant": ref.tenant,
+            })
+        return PutResult(_to_domain(row), replayed=False)
+
+    async def get(self, ref: RecordRef, version: int | None) -> RecordVersion:
+        async with tenant_session(self.sessions, ref.tenant) as session:
+            query = select(RecordVersionRow).where(*_matches(ref))
+            if version is None:
+                query = query.order_by(RecordVersionRow.version.desc()).limit(1)
+            else:
+                query = query.where(RecordVersionRow.version == version)
+            row = (await session.execute(query)).scalar_one_or_none()
+        if row is None:
+            raise NotFound("no such record" if version is None else "no such record version")
+        return _to_domain(row)
+
+    async def versions(self, ref: RecordRef, after_version: int, limit: int) -> list[RecordVersion]:
+        async with tenant_session(self.sessions, ref.tenant) as session:
+            rows = await session.scalars(
+                select(RecordVersionRow)
+                .where(*_matches(ref), RecordVersionRow.version > after_version)
+                .order_by(RecordVersionRow.version)
+                .limit(limit)
+            )
+            return [_to_domain(row) for row in rows]
+
+    async def latest(
+        self, tenant: str, patient_id: str, kind: str, after_key: str, limit: int
+    ) -> list[RecordVersion]:
+        async with tenant_session(self.sessions, tenant) as session:
+            rows = await session.scalars(
+                select(RecordVersionRow)
+                .join(
+                    RecordHead,
+                    (RecordHead.tenant == RecordVersionRow.tenant)
+                    & (RecordHead.patient_id == RecordVersionRow.patient_id)
+                    & (RecordHead.kind == RecordVersionRow.kind)
+                    & (RecordHead.key == RecordVersionRow.key)
+                    & (RecordHead.latest_version == RecordVersionRow.version),
+                )
+                .where(
+                    RecordHead.tenant == tenant, RecordHead.patient_id == patient_id, RecordHead.kind == kind,
+                    RecordHead.key > after_key,
+                )
+                .order_by(RecordHead.key)
+                .limit(limit)
+            )
+            return [_to_domain(row) for row in rows]
+
+    async def changes_after(
+        self, tenant: str, sequence: int, kinds: Sequence[str], limit: int
+    ) -> list[RecordVersion]:
+        async with tenant_session(self.sessions, tenant) as session:
+            query = select(RecordVersionRow).where(
+                RecordVersionRow.tenant == tenant, RecordVersionRow.sequence > sequence
+            )
+            if kinds:
+                query = query.where(RecordVersionRow.kind.in_(kinds))
+            rows = await session.scalars(query.order_by(RecordVersionRow.sequence).limit(limit))
+            return [_to_domain(row) for row in rows]
+
+
+def _matches(ref: RecordRef) -> tuple:
+    return (
+        RecordVersionRow.tenant == ref.tenant,
+        RecordVersionRow.patient_id == ref.patient_id,
+        RecordVersionRow.kind == ref.kind,
+        RecordVersionRow.key == ref.key,
+    )
+
+
+async def _find_by_idempotency_key(session: AsyncSession, tenant: str, command: PutCommand):
+    return (
+        await session.execute(
+            select(RecordVersionRow).where(
+                RecordVersionRow.tenant == tenant,
+                RecordVersionRow.source_system == command.author.source_system,
+                RecordVersionRow.idempotency_key == command.idempotency_key,
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def _next_version(session: AsyncSession, ref: RecordRef, expected: int | None) -> int:
+    """Advances the record's head (locking it until commit) and returns the new version number."""
+    head = (
+        RecordHead.tenant == ref.tenant,
+        RecordHead.patient_id == ref.patient_id,
+        RecordHead.kind == ref.kind,
+        RecordHead.key == ref.key,
+    )
+    if expected is None:
+        statement = (
+            pg_insert(RecordHead)
+            .values(tenant=ref.tenant, patient_id=ref.patient_id, kind=ref.kind, key=ref.key, latest_version=1)
+            .on_conflict_do_update(
+                index_elements=["tenant", "patient_id", "kind", "key"],
+                set_={"latest_version": RecordHead.latest_version + 1},
+            )
+            .returning(RecordHead.latest_version)
+        )
+    elif expected == 0:
+        statement = (
+            pg_insert(RecordHead)
+            .values(tenant=ref.tenant, patient_id=ref.patient_id, kind=ref.kind, key=ref.key, latest_version=1)
+            .on_conflict_do_nothing()
+            .returning(RecordHead.latest_version)
+        )
+    else:
+        statement = (
+            update(RecordHead)
+            .where(*head, RecordHead.latest_version == expected)
+            .values(latest_version=RecordHead.latest_version + 1)
+            .returning(RecordHead.latest_version)
+        )
+    version = (await session.execute(statement)).scalar_one_or_none()
+    if version is None:
+        current = await session.scalar(select(func.coalesce(func.max(RecordHead.latest_version), 0)).where(*head))
+        raise VersionConflict(expected or 0, int(current or 0))
+    return int(version)
+
+
+async def _next_sequence(session: AsyncSession, tenant: str) -> int:
+    statement = (
+        pg_insert(TenantFeed)
+        .values(tenant=tenant, last_sequence=1)
+        .on_conflict_do_update(index_elements=["tenant"], set_={"last_sequence": TenantFeed.last_sequence + 1})
+        .returning(TenantFeed.last_sequence)
+    )
+    return int((await session.execute(statement)).scalar_one())
+
+
+def _to_domain(row: RecordVersionRow) -> RecordVersion:
+    return RecordVersion(
+        ref=RecordRef(row.tenant, row.patient_id, row.kind, row.key),
+        version=row.version,
+        payload=Payload(row.payload, row.content_type),
+        author=Author(row.source_system, row.organisation_number, row.author_hpr_number),
+        recorded_at=row.recorded_at,
+        sequence=row.sequence,
+    )
+
+
+

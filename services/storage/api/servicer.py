@@ -1,0 +1,114 @@
+"""The StorageService servicer: validates, checks the tenant, and calls the record store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from grpc import aio
+from samhandling.storage.v1 import storage_pb2, storage_pb2_grpc
+
+from services.platform.errors import FieldViolation, Unavailable
+from services.platform.request_context import current_principal
+from services.storage.adapters.change_notifier import ChangeNotifier
+from services.storage.adapters.record_store import RecordStore
+from services.storage.api import mappers
+from services.storage.domain.records import RecordRef, RecordValidator, check_kind, raise_if_any
+from services.storage.domain.tenancy import require_own_tenant
+from services.platform.identifiers import municipality_number_problem
+
+WATCH_BATCH = 500
+
+
+class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
+    def __init__(
+        self,
+        store: RecordStore,
+        notifier: ChangeNotifier,
+        validator: RecordValidator,
+        watch_poll_seconds: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.notifier = notifier
+        self.validator = validator
+        self.watch_poll_seconds = watch_poll_seconds
+
+    async def PutRecord(self, request: storage_pb2.PutRecordRequest, context: aio.ServicerContext):
+        caller = current_principal()
+        command = mappers.put_command(request, caller)
+        self.validator.put(command)
+        require_own_tenant(caller, request.tenant)
+        result = await self.store.put(command)
+        return storage_pb2.PutRecordResponse(record=mappers.record_message(result.record), replayed=result.replayed)
+
+    async def GetRecord(self, request: storage_pb2.GetRecordRequest, context: aio.ServicerContext):
+        ref = self._ref(request)
+        violations = []
+        if request.HasField("version") and request.version < 1:
+            violations.append(FieldViolation("version", "must be 1 or more"))
+        raise_if_any(violations)
+        require_own_tenant(current_principal(), ref.tenant)
+        version = request.version if request.HasField("version") else None
+        record = await self.store.get(ref, version)
+        return storage_pb2.GetRecordResponse(record=mappers.record_message(record))
+
+    async def ListRecordVersions(self, request: storage_pb2.ListRecordVersionsRequest, context: aio.ServicerContext):
+        ref = self._ref(request)
+        size = mappers.page_size(request.page_size)
+        after = mappers.decode_page_token(request.page_token, int) or 0
+        require_own_tenant(current_principal(), ref.tenant)
+        records = await self.store.versions(ref, after, size + 1)
+        return storage_pb2.ListRecordVersionsResponse(
+            records=[mappers.record_message(r) for r in records[:size]],
+            next_page_token=mappers.encode_page_token(records[size - 1].version) if len(records) > size else "",
+        )
+
+    async def ListRecords(self, request: storage_pb2.ListRecordsRequest, context: aio.ServicerContext):
+        violations: list[FieldViolation] = []
+        self.validator.scope(request.tenant, request.patient_id, request.kind, violations)
+        raise_if_any(violations)
+        size = mappers.page_size(request.page_size)
+        after = mappers.decode_page_token(request.page_token, str) or ""
+        require_own_tenant(current_principal(), request.tenant)
+        records = await self.store.latest(request.tenant, request.patient_id, request.kind, after, size + 1)
+        return storage_pb2.ListRecordsResponse(
+            records=[mappers.record_message(r) for r in records[:size]],
+            next_page_token=mappers.encode_page_token(records[size - 1].ref.key) if len(records) > size else "",
+        )
+
+    async def Watch(
+        self, request: storage_pb2.WatchRequest, context: aio.ServicerContext
+    ) -> AsyncIterator[storage_pb2.WatchResponse]:
+        violations: list[FieldViolation] = []
+        if problem := municipality_number_problem(request.tenant):
+            violations.append(FieldViolation("tenant", problem))
+        if request.from_sequence < 0:
+            violations.append(FieldViolation("from_sequence", "must not be negative"))
+        for index, kind in enumerate(request.kinds):
+            check_kind(kind, f"kinds[{index}]", violations)
+        raise_if_any(violations)
+        require_own_tenant(current_principal(), request.tenant)
+
+        last = request.from_sequence
+        wakeup = self.notifier.subscribe(request.tenant)
+        try:
+            while True:
+                wakeup.clear()  # before reading, so a commit after the read still wakes us
+                changes = await self.store.changes_after(request.tenant, last, list(request.kinds), WATCH_BATCH)
+                for change in changes:
+                    yield storage_pb2.WatchResponse(record=mappers.record_message(change))
+                    last = change.sequence
+                if len(changes) == WATCH_BATCH:
+                    continue
+                if self.notifier.closed:
+                    raise Unavailable("the storage service is shutting down; resume from the last sequence")
+                try:
+                    await asyncio.wait_for(wakeup.wait(), timeout=self.watch_poll_seconds)
+                except TimeoutError:
+                    pass
+        finally:
+            self.notifier.unsubscribe(request.tenant, wakeup)
+
+    def _ref(self, request) -> RecordRef:
+        raise_if_any(self.validator.ref(request.tenant, request.patient_id, request.kind, request.key))
+        return RecordRef(request.tenant, request.patient_id, request.kind, request.key)
