@@ -77,12 +77,14 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
             print(f"database: {'embedded PostgreSQL in ' + str(data_dir) if embedded else 'external'}", flush=True)
             upgrade_to_head(database_url)
             env = dict(os.environ)
-            env.update({
-                f"{PREFIX}DATA_DIR": str(data_dir),
-                f"{PREFIX}DATABASE_URL": database_url,
-                f"{PREFIX}JWKS": settings.jwks or str(ensure_dev_keys(data_dir / "dev-keys")),
-                f"{PREFIX}BIND_HOST": settings.bind_host,
-            })
+            env.update(
+                {
+                    f"{PREFIX}DATA_DIR": str(data_dir),
+                    f"{PREFIX}DATABASE_URL": database_url,
+                    f"{PREFIX}JWKS": settings.jwks or str(ensure_dev_keys(data_dir / "dev-keys")),
+                    f"{PREFIX}BIND_HOST": settings.bind_host,
+                }
+            )
             for name, port in ports.items():
                 env[f"{PREFIX}{name.upper()}_PORT"] = str(port)
                 env.setdefault(f"{PREFIX}{name.upper()}_ADDRESS", f"127.0.0.1:{port}")
@@ -156,9 +158,15 @@ def _dev_token(args: argparse.Namespace, settings: Settings) -> int:
         print("samhandling: " + "; ".join(problems), file=sys.stderr)
         return 2
     request = DevTokenRequest(
-        organisation_number=organisations[0], issuer=settings.token_issuer, audience=settings.token_audience,
-        client_id=args.client_id, hpr_number=args.hpr, purpose_of_use=args.purpose,
-        patient_ids=tuple(args.patient), citizen_id=args.citizen, ttl_seconds=args.ttl,
+        organisation_number=organisations[0],
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+        client_id=args.client_id,
+        hpr_number=args.hpr,
+        purpose_of_use=args.purpose,
+        patient_ids=tuple(args.patient),
+        citizen_id=args.citizen,
+        ttl_seconds=args.ttl,
     )
     print(mint_dev_token(settings.dev_keys_dir, request))
     return 0

@@ -21,17 +21,19 @@ def service_config(
     methods = [{"service": service, "method": method} for service, method in idempotent_methods]
     configs: list[dict] = [{"name": [{}], "timeout": f"{timeout_seconds:.3f}s"}]
     if methods:
-        configs.append({
-            "name": methods,
-            "timeout": f"{timeout_seconds:.3f}s",
-            "retryPolicy": {
-                "maxAttempts": max_attempts,
-                "initialBackoff": "0.1s",
-                "maxBackoff": "2s",
-                "backoffMultiplier": 2,
-                "retryableStatusCodes": RETRYABLE_STATUS_CODES,
-            },
-        })
+        configs.append(
+            {
+                "name": methods,
+                "timeout": f"{timeout_seconds:.3f}s",
+                "retryPolicy": {
+                    "maxAttempts": max_attempts,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": RETRYABLE_STATUS_CODES,
+                },
+            }
+        )
     return json.dumps({"methodConfig": configs})
 
 

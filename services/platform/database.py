@@ -67,15 +67,17 @@ def is_unavailable(error: BaseException) -> bool:
 
 
 @asynccontextmanager
-async def tenant_session(
-    sessions: async_sessionmaker[AsyncSession], tenant: str
-) -> AsyncIterator[AsyncSession]:
+async def tenant_session(sessions: async_sessionmaker[AsyncSession], tenant: str) -> AsyncIterator[AsyncSession]:
     """One transaction in which row-level security sees exactly `tenant`. Commits on success."""
     try:
         async with sessions() as session, session.begin():
-            await session.execute(text("SELECT set_config(:name, :tenant, true)"), {
-                "name": TENANT_SETTING, "tenant": tenant,
-            })
+            await session.execute(
+                text("SELECT set_config(:name, :tenant, true)"),
+                {
+                    "name": TENANT_SETTING,
+                    "tenant": tenant,
+                },
+            )
             yield session
     except Exception as error:
         if is_unavailable(error):
@@ -100,7 +102,7 @@ async def check_reachable(engine: AsyncEngine) -> bool:
         async with engine.connect() as connection:
             await asyncio.wait_for(connection.execute(text("SELECT 1")), timeout=5)
         return True
-    except Exception as error:  # noqa: BLE001 - any failure means "not serving"
+    except Exception as error:
         if not is_unavailable(error):
             log.exception("database check failed")
         return False

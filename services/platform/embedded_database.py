@@ -9,7 +9,6 @@ import asyncio
 import hashlib
 import logging
 import os
-
 import subprocess
 import tempfile
 import warnings
@@ -59,8 +58,16 @@ class EmbeddedPostgres:
         self._prepare_directories()
         if not (self.pgdata / "PG_VERSION").exists():
             self._run(
-                [str(BIN_DIR / "initdb"), "-D", str(self.pgdata), "-U", ADMIN_ROLE, "--auth=trust",
-                 "--encoding=UTF8", "--locale=C"]
+                [
+                    str(BIN_DIR / "initdb"),
+                    "-D",
+                    str(self.pgdata),
+                    "-U",
+                    ADMIN_ROLE,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ]
             )
         if self.is_running():
             log.info("adopting the PostgreSQL server already running on %s", self.pgdata)
@@ -115,8 +122,14 @@ class EmbeddedPostgres:
         # A session of its own: a Ctrl-C in the terminal must not reach the postmaster before the
         # services have drained; `samhandling up` stops it last.
         result = subprocess.run(
-            command, capture_output=True, text=True, user=self.system_user, start_new_session=True,
-            stdin=subprocess.DEVNULL, check=False, cwd="/",
+            command,
+            capture_output=True,
+            text=True,
+            user=self.system_user,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+            cwd="/",
         )
         if check and result.returncode != 0:
             log_tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
@@ -124,5 +137,3 @@ class EmbeddedPostgres:
                 f"{Path(command[0]).name} failed ({result.returncode}): {result.stderr.strip()}\n{log_tail}"
             )
         return result
-
-

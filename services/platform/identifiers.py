@@ -10,8 +10,9 @@ from datetime import date
 _PERSON_K1_WEIGHTS = (3, 7, 6, 1, 8, 9, 4, 5, 2)
 _PERSON_K2_WEIGHTS = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
 _ORGANISATION_WEIGHTS = (3, 2, 7, 6, 5, 4, 3, 2)
-_MUNICIPALITY = re.compile(r"\d{4}")
-_DIGITS = re.compile(r"\d+")
+# [0-9], not \d: \d also matches other scripts' digits, which int() would silently accept.
+_MUNICIPALITY = re.compile(r"[0-9]{4}")
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def _mod11_check_digit(digits: str, weights: tuple[int, ...]) -> int | None:

@@ -5,6 +5,7 @@ sets are visible to the servicer."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +32,17 @@ def _metadata(details: grpc.HandlerCallDetails, key: str) -> str | None:
         if name == key:
             return value if isinstance(value, str) else value.decode()
     return None
+
+
+async def _responses(behaviour: Behaviour, request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+    """Server-streaming behaviours are async generators, or (like the library's health Watch)
+    coroutines that write through the context; both are consumed the same way here."""
+    result = behaviour(request, context)
+    if inspect.isawaitable(result):
+        await result
+        return
+    async for response in result:
+        yield response
 
 
 def _rewrap(handler: grpc.RpcMethodHandler, decorate: Decorator, details: grpc.HandlerCallDetails):
@@ -64,7 +76,7 @@ class _WrappingInterceptor(aio.ServerInterceptor):
 
             async def stream(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
                 await before(details, context)
-                async for response in behaviour(request, context):
+                async for response in _responses(behaviour, request, context):
                     yield response
 
             return stream
@@ -80,13 +92,15 @@ class _WrappingInterceptor(aio.ServerInterceptor):
 
 
 class RequestIdInterceptor(_WrappingInterceptor):
-    """Takes the caller's x-request-id (or makes one), exposes it to handlers and echoes it back."""
+    """Takes the caller's x-request-id (or makes one), exposes it to handlers and echoes it back in
+    the trailing metadata. Not in the initial metadata: response headers commit a call, and a
+    committed call is never retried by the client's retry policy."""
 
     async def before(self, details: grpc.HandlerCallDetails, context: aio.ServicerContext) -> None:
         incoming = _metadata(details, request_context.REQUEST_ID_HEADER)
         value = incoming if incoming and len(incoming) <= 128 and incoming.isprintable() else str(uuid.uuid4())
         request_context.request_id.set(value)
-        await context.send_initial_metadata(((request_context.REQUEST_ID_HEADER, value),))
+        context.set_trailing_metadata(((request_context.REQUEST_ID_HEADER, value),))
 
 
 class AuthenticationInterceptor(_WrappingInterceptor):
@@ -118,20 +132,21 @@ class ErrorMappingInterceptor(_WrappingInterceptor):
         method = details.method
 
         async def fail(context: aio.ServicerContext, error: BaseException) -> None:
+            request_id = request_context.request_id.get()
             if isinstance(error, DomainError):
-                await context.abort_with_status(status.status_for(error))
+                await context.abort_with_status(status.with_request_id(status.status_for(error), request_id))
             log.exception("unexpected error in %s", method, exc_info=error)
-            await context.abort_with_status(status.internal_status(request_context.request_id.get()))
+            await context.abort_with_status(status.with_request_id(status.internal_status(request_id), request_id))
 
         if streaming:
 
             async def stream(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
                 try:
-                    async for response in behaviour(request, context):
+                    async for response in _responses(behaviour, request, context):
                         yield response
                 except aio.AbortError:
                     raise
-                except Exception as error:  # noqa: BLE001 - the boundary that maps every failure
+                except Exception as error:
                     await fail(context, error)
 
             return stream
@@ -141,7 +156,7 @@ class ErrorMappingInterceptor(_WrappingInterceptor):
                 return await behaviour(request, context)
             except aio.AbortError:
                 raise
-            except Exception as error:  # noqa: BLE001 - the boundary that maps every failure
+            except Exception as error:
                 await fail(context, error)
 
         return unary
@@ -150,4 +165,3 @@ class ErrorMappingInterceptor(_WrappingInterceptor):
 def standard_interceptors(verifier: TokenVerifier) -> list[aio.ServerInterceptor]:
     """Outermost first: the request id exists before anything can fail, and auth errors are mapped."""
     return [RequestIdInterceptor(), ErrorMappingInterceptor(), AuthenticationInterceptor(verifier)]
-

@@ -20,6 +20,8 @@ from services.platform.tokens import TokenVerifier
 log = logging.getLogger(__name__)
 
 MESSAGE_SIZE_MARGIN = 1024 * 1024  # room above the payload limit for the rest of the message
+METADATA_SOFT_LIMIT = 32 * 1024
+METADATA_SOFT_LIMIT = 32 * 1024
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -90,6 +92,10 @@ async def start_server(
         options=[
             ("grpc.max_receive_message_length", max_message),
             ("grpc.max_send_message_length", max_message),
+            # Room for a large token, so that an oversized one is answered UNAUTHENTICATED by our own
+            # check rather than dropped by the transport at its default 8 KiB soft limit.
+            ("grpc.max_metadata_size", METADATA_SOFT_LIMIT),
+            ("grpc.absolute_max_metadata_size", 2 * METADATA_SOFT_LIMIT),
             ("grpc.so_reuseport", 0),
         ],
     )

@@ -77,9 +77,7 @@ class _SettingsReader:
         environment = self._choice("ENVIRONMENT", ENVIRONMENTS, defaults.environment)
         production = environment == "production"
         ports = {name: self._port(f"{name.upper()}_PORT", port) for name, port in DEFAULT_PORTS.items()}
-        addresses = {
-            name: self._text(f"{name.upper()}_ADDRESS", f"127.0.0.1:{ports[name]}") for name in SERVICES
-        }
+        addresses = {name: self._text(f"{name.upper()}_ADDRESS", f"127.0.0.1:{ports[name]}") for name in SERVICES}
         settings = Settings(
             environment=environment,
             data_dir=Path(self._text("DATA_DIR", str(defaults.data_dir))),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -35,6 +37,16 @@ def status_for(error: errors.DomainError) -> grpc.Status:
 def internal_status(request_id: str) -> grpc.Status:
     message = f"internal error (request id {request_id})"
     return rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message=message))
+
+
+def with_request_id(grpc_status: grpc.Status, request_id: str) -> grpc.Status:
+    """The status with the request id added to its trailing metadata, so failures can be traced too."""
+    trailing = (*(grpc_status.trailing_metadata or ()), ("x-request-id", request_id))
+    return _Status(grpc_status.code, grpc_status.details, trailing)
+
+
+class _Status(collections.namedtuple("_Status", ("code", "details", "trailing_metadata")), grpc.Status):
+    pass
 
 
 def _details(error: errors.DomainError) -> list:

@@ -72,26 +72,27 @@ class Supervisor:
         signal.signal(signal.SIGINT, self.request_stop)
         for service in self.processes:
             service.start()
-        self._report_readiness(health_targets, ready_timeout)
+        pending = dict(health_targets)
+        ready_deadline = time.monotonic() + ready_timeout
         while not self._stop_requested:
             self._restart_dead_services()
+            if pending:
+                self._report_readiness(pending, ready_deadline)
             time.sleep(0.2)
         self.stop_all()
         return 0
 
-    def _report_readiness(self, targets: Mapping[str, str], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        pending = dict(targets)
-        while pending and time.monotonic() < deadline and not self._stop_requested:
-            for name, target in list(pending.items()):
-                if health_status(target) == health_pb2.HealthCheckResponse.SERVING:
-                    self.log(f"  {name:<9} SERVING on {target}")
-                    del pending[name]
-            time.sleep(0.2)
-        if pending:
-            self.log(f"not SERVING after {timeout:.0f}s: {', '.join(sorted(pending))}")
-        elif not self._stop_requested:
+    def _report_readiness(self, pending: dict[str, str], deadline: float) -> None:
+        """Says which services have become SERVING; removes them from `pending`."""
+        for name, target in list(pending.items()):
+            if health_status(target) == health_pb2.HealthCheckResponse.SERVING:
+                self.log(f"  {name:<9} SERVING on {target}")
+                del pending[name]
+        if not pending:
             self.log("all services SERVING. Ctrl-C stops everything.")
+        elif time.monotonic() > deadline:
+            self.log(f"still not SERVING: {', '.join(sorted(pending))}; see the log lines above")
+            pending.clear()
 
     def _restart_dead_services(self) -> None:
         now = time.monotonic()

@@ -58,7 +58,7 @@ class ChangeNotifier:
                         await asyncio.sleep(self.reconnect_delay)
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # noqa: BLE001 - keep trying; watchers fall back to polling
+            except Exception as error:
                 log.debug("change listener lost its connection: %s", type(error).__name__)
             await asyncio.sleep(self.reconnect_delay)
 

@@ -54,19 +54,30 @@ class RecordStore:
             # Taken last, so the feed row stays locked only for the insert and the commit.
             sequence = await _next_sequence(session, ref.tenant)
             row = RecordVersionRow(
-                tenant=ref.tenant, patient_id=ref.patient_id, kind=ref.kind, key=ref.key, version=version,
-                sequence=sequence, payload=command.payload.data, content_type=command.payload.content_type,
+                tenant=ref.tenant,
+                patient_id=ref.patient_id,
+                kind=ref.kind,
+                key=ref.key,
+                version=version,
+                sequence=sequence,
+                payload=command.payload.data,
+                content_type=command.payload.content_type,
                 source_system=command.author.source_system,
                 organisation_number=command.author.organisation_number,
-                author_hpr_number=command.author.hpr_number, idempotency_key=command.idempotency_key,
+                author_hpr_number=command.author.hpr_number,
+                idempotency_key=command.idempotency_key,
                 request_fingerprint=fingerprint,
             )
             session.add(row)
             await session.flush()
             await session.refresh(row, ["recorded_at"])
-            await session.execute(text("SELECT pg_notify(:channel, :tenant)"), {
-                "channel": CHANGES_CHANNEL, "tenant": ref.tenant,
-            })
+            await session.execute(
+                text("SELECT pg_notify(:channel, :tenant)"),
+                {
+                    "channel": CHANGES_CHANNEL,
+                    "tenant": ref.tenant,
+                },
+            )
         return PutResult(_to_domain(row), replayed=False)
 
     async def get(self, ref: RecordRef, version: int | None) -> RecordVersion:
@@ -91,9 +102,7 @@ class RecordStore:
             )
             return [_to_domain(row) for row in rows]
 
-    async def latest(
-        self, tenant: str, patient_id: str, kind: str, after_key: str, limit: int
-    ) -> list[RecordVersion]:
+    async def latest(self, tenant: str, patient_id: str, kind: str, after_key: str, limit: int) -> list[RecordVersion]:
         async with tenant_session(self.sessions, tenant) as session:
             rows = await session.scalars(
                 select(RecordVersionRow)
@@ -106,7 +115,9 @@ class RecordStore:
                     & (RecordHead.latest_version == RecordVersionRow.version),
                 )
                 .where(
-                    RecordHead.tenant == tenant, RecordHead.patient_id == patient_id, RecordHead.kind == kind,
+                    RecordHead.tenant == tenant,
+                    RecordHead.patient_id == patient_id,
+                    RecordHead.kind == kind,
                     RecordHead.key > after_key,
                 )
                 .order_by(RecordHead.key)
@@ -114,9 +125,7 @@ class RecordStore:
             )
             return [_to_domain(row) for row in rows]
 
-    async def changes_after(
-        self, tenant: str, sequence: int, kinds: Sequence[str], limit: int
-    ) -> list[RecordVersion]:
+    async def changes_after(self, tenant: str, sequence: int, kinds: Sequence[str], limit: int) -> list[RecordVersion]:
         async with tenant_session(self.sessions, tenant) as session:
             query = select(RecordVersionRow).where(
                 RecordVersionRow.tenant == tenant, RecordVersionRow.sequence > sequence
@@ -206,6 +215,3 @@ def _to_domain(row: RecordVersionRow) -> RecordVersion:
         recorded_at=row.recorded_at,
         sequence=row.sequence,
     )
-
-
-

@@ -9,13 +9,13 @@ from grpc import aio
 from samhandling.storage.v1 import storage_pb2, storage_pb2_grpc
 
 from services.platform.errors import FieldViolation, Unavailable
+from services.platform.identifiers import municipality_number_problem
 from services.platform.request_context import current_principal
 from services.storage.adapters.change_notifier import ChangeNotifier
 from services.storage.adapters.record_store import RecordStore
 from services.storage.api import mappers
 from services.storage.domain.records import RecordRef, RecordValidator, check_kind, raise_if_any
 from services.storage.domain.tenancy import require_own_tenant
-from services.platform.identifiers import municipality_number_problem
 
 WATCH_BATCH = 500
 

@@ -65,7 +65,10 @@ class PutCommand:
         """Identifies the request, so that a reused idempotency key with other content is caught."""
         digest = hashlib.sha256()
         parts = [
-            self.ref.patient_id, self.ref.kind, self.ref.key, self.payload.content_type,
+            self.ref.patient_id,
+            self.ref.kind,
+            self.ref.key,
+            self.payload.content_type,
             "" if self.expected_version is None else str(self.expected_version),
         ]
         for part in parts:
@@ -117,9 +120,7 @@ class RecordValidator:
         violations: list[FieldViolation] = []
         self.scope(tenant, patient_id, kind, violations)
         if len(key) > KEY_MAX or not KEY.fullmatch(key):
-            violations.append(
-                FieldViolation("key", f"must be 1-{KEY_MAX} characters of letters, digits and ._:@/+=-")
-            )
+            violations.append(FieldViolation("key", f"must be 1-{KEY_MAX} characters of letters, digits and ._:@/+=-"))
         return violations
 
     def put(self, command: PutCommand) -> None:
@@ -132,9 +133,7 @@ class RecordValidator:
         content_type = command.payload.content_type
         if len(content_type) > CONTENT_TYPE_MAX or not CONTENT_TYPE.fullmatch(content_type):
             violations.append(FieldViolation("payload.content_type", "must be a media type, e.g. application/json"))
-        if len(command.idempotency_key) > IDEMPOTENCY_KEY_MAX or not IDEMPOTENCY_KEY.fullmatch(
-            command.idempotency_key
-        ):
+        if len(command.idempotency_key) > IDEMPOTENCY_KEY_MAX or not IDEMPOTENCY_KEY.fullmatch(command.idempotency_key):
             violations.append(
                 FieldViolation("idempotency_key", f"is required: 1-{IDEMPOTENCY_KEY_MAX} printable ASCII characters")
             )
@@ -145,9 +144,7 @@ class RecordValidator:
 
 def check_kind(kind: str, field_name: str, violations: list[FieldViolation]) -> None:
     if len(kind) > KIND_MAX or not KIND.fullmatch(kind):
-        violations.append(
-            FieldViolation(field_name, "must be a lower-case dotted name such as news2.assessment")
-        )
+        violations.append(FieldViolation(field_name, "must be a lower-case dotted name such as news2.assessment"))
 
 
 def raise_if_any(violations: list[FieldViolation]) -> None:

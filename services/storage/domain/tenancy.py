@@ -10,10 +10,12 @@ from services.platform.principal import Principal
 def require_own_tenant(caller: Principal, tenant: str) -> None:
     if caller.tenant is None:
         raise PermissionDenied(
-            "UNKNOWN_ORGANISATION", "the caller's organisation is not part of any tenant",
+            "UNKNOWN_ORGANISATION",
+            "the caller's organisation is not part of any tenant",
         )
     if caller.tenant != tenant:
         raise PermissionDenied(
-            "TENANT_MISMATCH", "the request's tenant is not the caller's tenant",
+            "TENANT_MISMATCH",
+            "the request's tenant is not the caller's tenant",
             {"caller_tenant": caller.tenant},
         )

@@ -1,0 +1,86 @@
+"""Fixtures: one embedded PostgreSQL for the session, dev tokens, and a storage server in-process
+on a real port."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from grpc import aio
+from samhandling.storage.v1 import storage_pb2_grpc
+
+from services.catalog import build_verifier
+from services.platform.dev_tokens import DevTokenRequest, mint_dev_token
+from services.platform.embedded_database import EmbeddedPostgres
+from services.platform.server import RunningServer, start_server
+from services.platform.settings import Settings
+from services.storage import server as storage_server_module
+from services.storage.adapters.migrations import upgrade_to_head
+from tests.support import BAERUM, BODO
+
+Mint = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("samhandling")
+
+
+@pytest.fixture(scope="session")
+def database(data_dir: Path) -> Iterator[EmbeddedPostgres]:
+    postgres = EmbeddedPostgres(data_dir)
+    upgrade_to_head(postgres.start())
+    yield postgres
+    postgres.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir, shutdown_grace_seconds=2.0, database_check_interval_seconds=0.2)
+
+
+@pytest.fixture(scope="session")
+def mint(settings: Settings) -> Mint:
+    """Mints a dev token: mint(tenant="1804", hpr_number=..., client_id=..., extra_claims=...)."""
+
+    def _mint(tenant: str = BODO, **fields: object) -> str:
+        organisation = settings.tenants.organisations_of(tenant)[0] if tenant in (BODO, BAERUM) else tenant
+        request = DevTokenRequest(
+            organisation_number=organisation,
+            issuer=settings.token_issuer,
+            audience=settings.token_audience,
+            **fields,  # type: ignore[arg-type]
+        )
+        return mint_dev_token(settings.dev_keys_dir, request)
+
+    return _mint
+
+
+async def start_storage(settings: Settings, database_url: str) -> RunningServer:
+    return await start_server(
+        storage_server_module.build(settings, database_url),
+        verifier=build_verifier(settings),
+        host="127.0.0.1",
+        port=0,
+        max_payload_bytes=settings.max_payload_bytes,
+        grace_seconds=settings.shutdown_grace_seconds,
+    )
+
+
+@pytest.fixture(scope="session")
+async def storage_server(settings: Settings, database: EmbeddedPostgres) -> AsyncIterator[RunningServer]:
+    running = await start_storage(settings, database.url)
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def storage_channel(storage_server: RunningServer) -> AsyncIterator[aio.Channel]:
+    async with aio.insecure_channel(f"127.0.0.1:{storage_server.port}") as channel:
+        yield channel
+
+
+@pytest.fixture
+def storage(storage_channel: aio.Channel) -> storage_pb2_grpc.StorageServiceStub:
+    return storage_pb2_grpc.StorageServiceStub(storage_channel)
