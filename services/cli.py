@@ -65,16 +65,19 @@ def _data_dir_option(parser: argparse.ArgumentParser) -> None:
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     from services.platform.dev_tokens import ensure_dev_keys
     from services.platform.embedded_database import EmbeddedPostgres
-    from services.platform.supervisor import DataDirLock, ServiceProcess, Supervisor, service_command
+    from services.platform.supervisor import DataDirLock, ServiceProcess, StopSignal, Supervisor, service_command
     from services.storage.adapters.migrations import upgrade_to_head
 
     ports = {name: getattr(args, f"{name}_port") or settings.ports[name] for name in SERVICES}
     data_dir = settings.data_dir.resolve()
+    stop = StopSignal()
     with DataDirLock(data_dir):
         embedded = None if settings.database_url else EmbeddedPostgres(data_dir)
         try:
             database_url = settings.database_url or embedded.start()  # type: ignore[union-attr]
             print(f"database: {'embedded PostgreSQL in ' + str(data_dir) if embedded else 'external'}", flush=True)
+            if stop.requested:
+                return 0
             upgrade_to_head(database_url)
             env = dict(os.environ)
             env.update(
@@ -89,7 +92,7 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
                 env[f"{PREFIX}{name.upper()}_PORT"] = str(port)
                 env.setdefault(f"{PREFIX}{name.upper()}_ADDRESS", f"127.0.0.1:{port}")
             processes = [ServiceProcess(name, service_command(name), env) for name in SERVICES]
-            supervisor = Supervisor(processes, grace_seconds=settings.shutdown_grace_seconds)
+            supervisor = Supervisor(processes, grace_seconds=settings.shutdown_grace_seconds, stop=stop)
             return supervisor.run({name: f"127.0.0.1:{port}" for name, port in ports.items()})
         finally:
             if embedded is not None:

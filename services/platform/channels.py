@@ -14,33 +14,36 @@ from services.platform import request_context
 RETRYABLE_STATUS_CODES = ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]
 
 
-def service_config(
-    idempotent_methods: Iterable[tuple[str, str]], *, timeout_seconds: float, max_attempts: int = 4
-) -> str:
-    """Retry policy for (service, method) pairs known to be idempotent; no retries for anything else."""
+def service_config(idempotent_methods: Iterable[tuple[str, str]], *, max_attempts: int = 4) -> str:
+    """Retry policy for (service, method) pairs known to be idempotent; no retries for anything else.
+    Deadlines are not set here but per call by the interceptor: service-config timeouts were seen
+    firing early with this gRPC release."""
     methods = [{"service": service, "method": method} for service, method in idempotent_methods]
-    configs: list[dict] = [{"name": [{}], "timeout": f"{timeout_seconds:.3f}s"}]
-    if methods:
-        configs.append(
-            {
-                "name": methods,
-                "timeout": f"{timeout_seconds:.3f}s",
-                "retryPolicy": {
-                    "maxAttempts": max_attempts,
-                    "initialBackoff": "0.1s",
-                    "maxBackoff": "2s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": RETRYABLE_STATUS_CODES,
-                },
-            }
-        )
-    return json.dumps({"methodConfig": configs})
+    if not methods:
+        return json.dumps({})
+    return json.dumps(
+        {
+            "methodConfig": [
+                {
+                    "name": methods,
+                    "retryPolicy": {
+                        "maxAttempts": max_attempts,
+                        "initialBackoff": "0.1s",
+                        "maxBackoff": "2s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": RETRYABLE_STATUS_CODES,
+                    },
+                }
+            ]
+        }
+    )
 
 
 class _ForwardingInterceptor:
-    """Adds the default deadline when a call has none, and forwards request id and bearer token."""
+    """Forwards request id and bearer token, and sets a deadline when the call has none (if a default
+    is given: unary calls always have one; streams only when the channel asks for it)."""
 
-    def __init__(self, default_timeout: float) -> None:
+    def __init__(self, default_timeout: float | None) -> None:
         self.default_timeout = default_timeout
 
     def _details(self, details: aio.ClientCallDetails) -> aio.ClientCallDetails:
@@ -77,19 +80,17 @@ def open_channel(
     timeout_seconds: float = 5.0,
     stream_timeout_seconds: float | None = None,
 ) -> aio.Channel:
-    """A channel whose unary calls always carry a deadline. Streams are long-lived by nature: they get
-    `stream_timeout_seconds` if given, else none (the caller cancels them)."""
-    interceptors: list = [_UnaryUnary(timeout_seconds)]
-    if stream_timeout_seconds is not None:
-        interceptors.append(_UnaryStream(stream_timeout_seconds))
+    """A channel whose unary calls always carry a deadline (`timeout_seconds` unless the call sets
+    one). Streams are long-lived by nature: they get `stream_timeout_seconds` if given, else none
+    (the caller cancels them)."""
     return aio.insecure_channel(
         target,
         options=[
-            ("grpc.service_config", service_config(idempotent_methods, timeout_seconds=timeout_seconds)),
+            ("grpc.service_config", service_config(idempotent_methods)),
             ("grpc.enable_retries", 1),
             ("grpc.keepalive_time_ms", 30_000),
         ],
-        interceptors=interceptors,
+        interceptors=[_UnaryUnary(timeout_seconds), _UnaryStream(stream_timeout_seconds)],
     )
 
 

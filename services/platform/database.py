@@ -44,6 +44,8 @@ def create_engine(url: str, *, pool_size: int = 10, statement_timeout_ms: int | 
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
+        # Exception messages must not carry bound parameters: they hold patient ids and payloads.
+        hide_parameters=True,
         pool_timeout=5,
         connect_args={"server_settings": server_settings, "timeout": 5},
     )

@@ -83,7 +83,8 @@ class EmbeddedPostgres:
 
     def _prepare_directories(self) -> None:
         self.pgdata.mkdir(parents=True, exist_ok=True)
-        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.socket_dir.chmod(0o700)
         if self.system_user is None:
             return
         with warnings.catch_warnings():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -46,7 +47,7 @@ async def _responses(behaviour: Behaviour, request: Any, context: aio.ServicerCo
 
 
 def _rewrap(handler: grpc.RpcMethodHandler, decorate: Decorator, details: grpc.HandlerCallDetails):
-    """Returns the handler with its behaviour wrapped; only unary-request methods exist in our contracts."""
+    """The handler with its behaviour wrapped, or None for a client-streaming handler (not wrapped)."""
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
             decorate(handler.unary_unary, False, details),
@@ -59,7 +60,11 @@ def _rewrap(handler: grpc.RpcMethodHandler, decorate: Decorator, details: grpc.H
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
-    return handler
+    return None
+
+
+async def _reject_unsupported(_requests: Any, context: aio.ServicerContext) -> None:
+    await context.abort(grpc.StatusCode.UNIMPLEMENTED, "client-streaming methods are not supported")
 
 
 class _WrappingInterceptor(aio.ServerInterceptor):
@@ -67,7 +72,14 @@ class _WrappingInterceptor(aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return _rewrap(handler, self.decorate, handler_call_details)
+        wrapped = _rewrap(handler, self.decorate, handler_call_details)
+        if wrapped is not None:
+            return wrapped
+        return self.unwrappable(handler)
+
+    def unwrappable(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """A client-streaming handler, which we do not wrap (reflection is one)."""
+        return handler
 
     def decorate(self, behaviour: Behaviour, streaming: bool, details: grpc.HandlerCallDetails) -> Behaviour:
         before = self.before
@@ -109,6 +121,10 @@ class AuthenticationInterceptor(_WrappingInterceptor):
     def __init__(self, verifier: TokenVerifier) -> None:
         self.verifier = verifier
 
+    def unwrappable(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        # Unwrapped, it would run without a verified token: refuse it instead (none exist today).
+        return grpc.stream_unary_rpc_method_handler(_reject_unsupported)
+
     async def intercept_service(self, continuation, handler_call_details):
         if handler_call_details.method.startswith(UNAUTHENTICATED_PREFIXES):
             return await continuation(handler_call_details)
@@ -135,7 +151,7 @@ class ErrorMappingInterceptor(_WrappingInterceptor):
             request_id = request_context.request_id.get()
             if isinstance(error, DomainError):
                 await context.abort_with_status(status.with_request_id(status.status_for(error), request_id))
-            log.exception("unexpected error in %s", method, exc_info=error)
+            log.error("unexpected error in %s: %s", method, _without_message(error))
             await context.abort_with_status(status.with_request_id(status.internal_status(request_id), request_id))
 
         if streaming:
@@ -160,6 +176,15 @@ class ErrorMappingInterceptor(_WrappingInterceptor):
                 await fail(context, error)
 
         return unary
+
+
+def _without_message(error: BaseException) -> str:
+    """The error's type and where it was raised, but not its message: messages can carry patient data."""
+    frames = traceback.extract_tb(error.__traceback__)[-4:]
+    where = " <- ".join(
+        f"{frame.filename.rsplit('/', 2)[-1]}:{frame.lineno} {frame.name}" for frame in reversed(frames)
+    )
+    return f"{type(error).__module__}.{type(error).__qualname__} at {where}"
 
 
 def standard_interceptors(verifier: TokenVerifier) -> list[aio.ServerInterceptor]:

@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 
 MESSAGE_SIZE_MARGIN = 1024 * 1024  # room above the payload limit for the rest of the message
 METADATA_SOFT_LIMIT = 32 * 1024
-METADATA_SOFT_LIMIT = 32 * 1024
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -86,7 +85,7 @@ async def start_server(
     """Binds host:port (port 0 picks a free one, for tests) and starts serving."""
     if definition.startup is not None:
         await definition.startup()
-    max_message = max(4 * 1024 * 1024, max_payload_bytes + MESSAGE_SIZE_MARGIN)
+    max_message = max_message_bytes(max_payload_bytes)
     server = aio.server(
         interceptors=standard_interceptors(verifier),
         options=[
@@ -115,6 +114,11 @@ async def start_server(
     running._tasks = [asyncio.create_task(job(running)) for job in definition.background]
     log.info("%s listening on %s:%d", definition.full_name, host, bound_port)
     return running
+
+
+def max_message_bytes(max_payload_bytes: int) -> int:
+    """The largest message a service sends or receives: gRPC's default, or room for one payload."""
+    return max(4 * 1024 * 1024, max_payload_bytes + MESSAGE_SIZE_MARGIN)
 
 
 def _host_for_grpc(host: str) -> str:

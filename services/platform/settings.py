@@ -98,6 +98,8 @@ class _SettingsReader:
             ),
             log_level=self._choice("LOG_LEVEL", LOG_LEVELS, defaults.log_level, upper=True),
         )
+        if production and settings.jwks and not settings.jwks.startswith("https://"):
+            self.problems.append(f"{PREFIX}JWKS must be an https:// URL in production")
         if self.problems:
             raise SettingsError(self.problems)
         return settings

@@ -24,8 +24,21 @@ STABLE_AFTER_SECONDS = 30.0
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM if the supervisor dies, even by SIGKILL (Linux)."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    """In the child before exec: get SIGTERM if the supervisor dies, even by SIGKILL (Linux only)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class StopSignal:
+    """SIGTERM and SIGINT set a flag instead of killing us, from the moment this is installed, so a
+    stop that arrives during start-up still shuts the database down."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._request)
+        signal.signal(signal.SIGINT, self._request)
+
+    def _request(self, *_: object) -> None:
+        self.requested = True
 
 
 @dataclass
@@ -40,7 +53,10 @@ class ServiceProcess:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            self.command, env=dict(self.env), preexec_fn=_die_with_parent, start_new_session=True
+            self.command,
+            env=dict(self.env),
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            start_new_session=True,
         )
         self.started_at = time.monotonic()
 
@@ -61,20 +77,15 @@ class ServiceProcess:
 class Supervisor:
     processes: list[ServiceProcess]
     grace_seconds: float
+    stop: StopSignal
     log: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
-    _stop_requested: bool = False
-
-    def request_stop(self, *_: object) -> None:
-        self._stop_requested = True
 
     def run(self, health_targets: Mapping[str, str], ready_timeout: float = 60.0) -> int:
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
         for service in self.processes:
             service.start()
         pending = dict(health_targets)
         ready_deadline = time.monotonic() + ready_timeout
-        while not self._stop_requested:
+        while not self.stop.requested:
             self._restart_dead_services()
             if pending:
                 self._report_readiness(pending, ready_deadline)

@@ -9,8 +9,10 @@ import asyncio
 import base64
 import json
 import logging
+import re
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,8 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from services.platform.errors import Unauthenticated
+from services.platform.errors import Unauthenticated, Unavailable
+from services.platform.identifiers import organisation_number_problem, person_number_problem
 from services.platform.principal import (
     CITIZEN_SCOPE,
     CLAIM_AUTHORIZATION_DETAILS,
@@ -113,29 +116,25 @@ class TokenVerifier:
             raise Unauthenticated("INVALID_TOKEN", f"access token rejected: {_describe(error)}") from None
         except OSError as error:
             log.warning("cannot load JWKS from %s: %s", self.jwks.location, error)
-            raise Unauthenticated("KEYS_UNAVAILABLE", "token signing keys cannot be loaded") from None
+            raise Unavailable("token signing keys cannot be loaded; retry later") from None
         return self._principal(decoded.claims)
 
     def _principal(self, claims: dict[str, Any]) -> Principal:
-        client_id = claims.get(CLAIM_CLIENT_ID)
-        organisation = claims.get(CLAIM_ORGNR_PARENT)
-        if not isinstance(client_id, str) or not client_id:
-            raise Unauthenticated("INVALID_TOKEN", "access token rejected: no client_id claim")
-        if not isinstance(organisation, str) or not organisation:
-            raise Unauthenticated("INVALID_TOKEN", "access token rejected: no orgnr_parent claim")
+        client_id = _claim(claims, CLAIM_CLIENT_ID, _CLIENT_ID, required=True)
+        organisation = _claim(claims, CLAIM_ORGNR_PARENT, organisation_number_problem, required=True)
         scopes = claims.get("scope", "")
-        scope_list = scopes.split() if isinstance(scopes, str) else list(scopes)
+        scope_list = scopes.split() if isinstance(scopes, str) else scopes if isinstance(scopes, list) else []
         return Principal(
-            subject=str(claims.get("sub", client_id)),
+            subject=str(claims.get("sub", client_id))[:_TEXT_MAX],
             client_id=client_id,
             organisation_number=organisation,
-            unit_organisation_number=_text(claims.get(CLAIM_ORGNR_CHILD)),
+            unit_organisation_number=_claim(claims, CLAIM_ORGNR_CHILD, organisation_number_problem),
             tenant=self.tenants.tenant_of(organisation),
-            hpr_number=_text(claims.get(CLAIM_HPR_NUMBER)),
-            person_id=_text(claims.get(CLAIM_PERSON_ID)),
+            hpr_number=_claim(claims, CLAIM_HPR_NUMBER, _HPR_NUMBER),
+            person_id=_claim(claims, CLAIM_PERSON_ID, person_number_problem),
             is_citizen=CITIZEN_SCOPE in scope_list,
             attestation=Attestation.from_authorization_details(claims.get(CLAIM_AUTHORIZATION_DETAILS)),
-            token_id=_text(claims.get("jti")),
+            token_id=_claim(claims, "jti", _TEXT),
         )
 
 
@@ -147,8 +146,28 @@ def _unverified_header(token: str) -> dict[str, Any]:
     return decoded
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+_TEXT_MAX = 200
+_CLIENT_ID = re.compile(r"[\x21-\x7e]{1,200}")  # printable ASCII: it becomes a record's source system
+_HPR_NUMBER = re.compile(r"[0-9]{1,9}")
+_TEXT = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
+
+
+def _claim(
+    claims: dict[str, Any],
+    name: str,
+    check: re.Pattern[str] | Callable[[str], str | None],
+    *,
+    required: bool = False,
+) -> Any:
+    """A well-formed string claim, or None when it is optional and absent; anything else rejects the token."""
+    value = claims.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, str):
+        problem = check.fullmatch(value) is None if isinstance(check, re.Pattern) else check(value) is not None
+        if not problem:
+            return value
+    raise Unauthenticated("INVALID_TOKEN", f"access token rejected: claim {name} is missing or malformed")
 
 
 def _describe(error: Exception) -> str:

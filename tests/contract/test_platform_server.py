@@ -59,6 +59,10 @@ class Probe:
     async def missing(self, request, context):
         raise NotFound("no such thing")
 
+    async def upload(self, requests, context):
+        self._count("Upload")
+        return wrappers_pb2.StringValue(value="accepted without a verified token")
+
     def definition(self) -> ServiceDefinition:
         def handler(behaviour):
             return grpc.unary_unary_rpc_method_handler(
@@ -74,6 +78,11 @@ class Probe:
             "EchoCaller": handler(self.echo_caller),
             "Crash": handler(self.crash),
             "Missing": handler(self.missing),
+            "Upload": grpc.stream_unary_rpc_method_handler(
+                self.upload,
+                request_deserializer=wrappers_pb2.StringValue.FromString,
+                response_serializer=wrappers_pb2.StringValue.SerializeToString,
+            ),
         }
         return ServiceDefinition(
             full_name=PROBE,
@@ -159,7 +168,7 @@ async def test_request_id_is_taken_from_the_caller_or_made_and_echoed(probe, min
     assert dict(failed.value.trailing_metadata())["x-request-id"] == "failing-1"
 
 
-async def test_unexpected_errors_are_internal_without_leaking_and_domain_errors_keep_their_code(probe, mint):
+async def test_unexpected_errors_are_internal_without_leaking_and_domain_errors_keep_their_code(probe, mint, caplog):
     _, target = probe
     async with aio.insecure_channel(target) as channel:
         with pytest.raises(aio.AioRpcError) as crashed:
@@ -169,6 +178,7 @@ async def test_unexpected_errors_are_internal_without_leaking_and_domain_errors_
 
     assert crashed.value.code() == grpc.StatusCode.INTERNAL
     assert "01010112345" not in crashed.value.details() and "request id" in crashed.value.details()
+    assert "RuntimeError" in caplog.text and "01010112345" not in caplog.text
     assert (missing.value.code(), missing.value.details()) == (grpc.StatusCode.NOT_FOUND, "no such thing")
 
 
@@ -207,3 +217,32 @@ async def test_graceful_shutdown_goes_not_serving_and_lets_in_flight_calls_finis
         await asyncio.wait_for(stopping, 5)
     await admin.close()
     assert response.record.version == 1
+
+
+async def test_streams_through_a_peer_channel_carry_the_token_and_no_deadline(storage_server, mint):
+    token_var = request_context.bearer_token.set(mint(BODO))
+    try:
+        async with open_channel(f"127.0.0.1:{storage_server.port}", timeout_seconds=0.5) as channel:
+            stub = storage_pb2_grpc.StorageServiceStub(channel)
+            stream = stub.Watch(storage_pb2.WatchRequest(tenant=BODO, from_sequence=0))
+            first = await asyncio.wait_for(stream.read(), 5)
+            await asyncio.sleep(1.0)  # longer than the unary deadline: a stream must outlive it
+            assert stream.done() is False
+            stream.cancel()
+    finally:
+        request_context.bearer_token.reset(token_var)
+    assert first.record.tenant == BODO
+
+
+async def test_client_streaming_methods_are_refused_rather_than_run_unauthenticated(probe):
+    service, target = probe
+    async with aio.insecure_channel(target) as channel:
+        upload = channel.stream_unary(
+            f"/{PROBE}/Upload",
+            request_serializer=wrappers_pb2.StringValue.SerializeToString,
+            response_deserializer=wrappers_pb2.StringValue.FromString,
+        )
+        with pytest.raises(aio.AioRpcError) as refused:
+            await upload(iter([wrappers_pb2.StringValue(value="x")]))
+    assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "Upload" not in service.attempts

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import uuid
 
 import asyncpg
@@ -384,3 +386,73 @@ async def test_watch_rejects_another_tenant_and_bad_input(storage, mint):
             async for _ in storage.Watch(request, metadata=bearer(mint(BAERUM))):
                 pass
         assert rejected.value.code() == code
+
+
+@pytest.mark.parametrize("expected_version", [0, 1])
+async def test_concurrent_retries_of_a_conditional_put_are_replayed_not_conflicts(storage, token, expected_version):
+    patient = person_number()
+    if expected_version:
+        await storage.PutRecord(put_request(patient), metadata=bearer(token))
+    request = put_request(patient, expected_version=expected_version)
+
+    results = await asyncio.gather(*(storage.PutRecord(request, metadata=bearer(token)) for _ in range(6)))
+
+    assert {r.record.version for r in results} == {expected_version + 1}
+    assert sum(not r.replayed for r in results) == 1
+
+
+async def test_recorded_times_follow_the_version_order(storage, token):
+    patient = person_number()
+    await asyncio.gather(*(storage.PutRecord(put_request(patient), metadata=bearer(token)) for _ in range(12)))
+    history = await storage.ListRecordVersions(
+        storage_pb2.ListRecordVersionsRequest(tenant=BODO, patient_id=patient, kind=KIND, key="k"),
+        metadata=bearer(token),
+    )
+    times = [r.provenance.recorded_at.ToDatetime() for r in history.records]
+    assert len(times) == 12 and times == sorted(times)
+
+
+async def test_numbers_beyond_the_stored_range_are_invalid_argument(storage, token):
+    patient = person_number()
+    ref = dict(tenant=BODO, patient_id=patient, kind=KIND, key="k")
+    huge_token = base64.urlsafe_b64encode(json.dumps({"after": 2**31}).encode()).decode()
+    calls = [
+        (storage.GetRecord(storage_pb2.GetRecordRequest(**ref, version=2**31), metadata=bearer(token)), "version"),
+        (storage.PutRecord(put_request(patient, expected_version=2**31), metadata=bearer(token)), "expected_version"),
+        (
+            storage.ListRecordVersions(
+                storage_pb2.ListRecordVersionsRequest(**ref, page_token=huge_token), metadata=bearer(token)
+            ),
+            "page_token",
+        ),
+    ]
+    for call, field in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as rejected:
+            await call
+        assert rejected.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        (bad_request,) = details(rejected.value, error_details_pb2.BadRequest)
+        assert [v.field for v in bad_request.field_violations] == [field]
+
+
+async def test_history_of_large_payloads_comes_in_pages_that_fit_a_message(storage, token, settings):
+    patient = person_number()
+    big = settings.max_payload_bytes
+    for index in range(5):
+        await storage.PutRecord(put_request(patient, data=bytes([index]) * big), metadata=bearer(token))
+
+    versions, pages, page_token = [], 0, ""
+    while True:
+        page = await storage.ListRecordVersions(
+            storage_pb2.ListRecordVersionsRequest(
+                tenant=BODO, patient_id=patient, kind=KIND, key="k", page_token=page_token
+            ),
+            metadata=bearer(token),
+        )
+        versions.extend((r.version, r.payload.data[:1]) for r in page.records)
+        pages += 1
+        page_token = page.next_page_token
+        if not page_token:
+            break
+
+    assert versions == [(n + 1, bytes([n])) for n in range(5)]
+    assert pages > 1

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -132,3 +133,20 @@ def test_a_service_that_dies_is_restarted(mesh):
     wait_serving(target, 30)
     (restarted,) = [p for p in psutil.Process(process.pid).children() if p.cmdline()[-1] == "access"]
     assert restarted.pid != access.pid
+
+
+def test_a_stop_during_start_up_still_stops_the_database(tmp_path):
+    args = ["up", "--data-dir", str(tmp_path)]
+    for name in SERVICES:
+        args += [f"--{name}-port", str(free_port())]
+    process = start(args, clean_env(), tmp_path / "up.log")
+    postmaster_pid_file = tmp_path / "postgres" / "postmaster.pid"
+    deadline = time.monotonic() + READY_WITHIN_SECONDS
+    while not postmaster_pid_file.exists():
+        assert time.monotonic() < deadline and process.poll() is None, "the database never started"
+        time.sleep(0.02)
+
+    process.send_signal(signal.SIGTERM)
+
+    assert process.wait(timeout=STOPPED_WITHIN_SECONDS) == 0
+    assert not postmaster_pid_file.exists()

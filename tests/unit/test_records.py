@@ -1,6 +1,7 @@
 import base64
 import json
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -9,11 +10,21 @@ from services.platform.errors import FieldViolation, InvalidArgument
 from services.storage.api.mappers import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
-    decode_page_token,
     encode_page_token,
+    fit_page,
+    key_after,
     page_size,
+    version_after,
 )
-from services.storage.domain.records import Author, Payload, PutCommand, RecordRef, RecordValidator
+from services.storage.domain.records import (
+    MAX_VERSION,
+    Author,
+    Payload,
+    PutCommand,
+    RecordRef,
+    RecordValidator,
+    RecordVersion,
+)
 
 LIMIT = 16
 PATIENT = "17057549955"
@@ -239,26 +250,28 @@ def test_negative_page_size_is_rejected(requested: int) -> None:
     assert [v.field for v in caught.value.violations] == ["page_size"]
 
 
+DECODERS = {int: version_after, str: key_after}
+
+
 @pytest.mark.parametrize(
     ("position", "kind"),
     [
         (0, int),
         (42, int),
-        (2**62, int),
-        ("", str),
+        (MAX_VERSION, int),
+        ("source-a", str),
         ("1804/17057549955/news2.assessment/obs-1", str),
-        ("ø", str),
     ],
 )
 def test_page_token_round_trip(position: int | str, kind: type) -> None:
     token = encode_page_token(position)
 
-    assert decode_page_token(token, kind) == position
-    assert decode_page_token(token, kind).__class__ is kind
+    assert DECODERS[kind](token) == position
+    assert DECODERS[kind](token).__class__ is kind
 
 
 def test_empty_page_token_means_the_first_page() -> None:
-    assert decode_page_token("", int) is None
+    assert (version_after(""), key_after("")) == (0, "")
 
 
 def b64_json(value: object) -> str:
@@ -281,13 +294,58 @@ def b64_json(value: object) -> str:
         (b64_json({"after": "5"}), int),
         (b64_json({"after": 1.5}), int),
         (b64_json({"after": True}), int),
+        (b64_json({"after": -1}), int),
+        (b64_json({"after": MAX_VERSION + 1}), int),
         (b64_json({"after": 5}), str),
+        (b64_json({"after": "has space"}), str),
+        (b64_json({"after": "nul\u0000"}), str),
+        (b64_json({"after": ""}), str),
         (encode_page_token(7)[:-3], int),
     ],
     ids=repr,
 )
 def test_garbage_page_token_is_invalid_argument(token: str, kind: type) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        decode_page_token(token, kind)
+        DECODERS[kind](token)
 
     assert [v.field for v in caught.value.violations] == ["page_token"]
+
+
+def version_of(size: int, number: int) -> RecordVersion:
+    return RecordVersion(
+        ref=RecordRef("1804", PATIENT, "news2.assessment", "obs-1"),
+        version=number,
+        payload=Payload(b"x" * size, "application/octet-stream"),
+        author=Author("ehr", "972418013", None),
+        recorded_at=datetime(2026, 1, 1),
+        sequence=number,
+    )
+
+
+@pytest.mark.parametrize(
+    ("sizes", "page_size_", "budget", "expected_count", "more"),
+    [
+        ([10, 10, 10], 5, 100, 3, False),
+        ([10, 10, 10], 2, 100, 2, True),
+        ([40, 40, 40], 5, 100, 2, True),
+        ([500, 10], 5, 100, 1, True),
+        ([100], 5, 100, 1, False),
+    ],
+)
+def test_pages_stop_at_the_byte_budget_but_always_make_progress(sizes, page_size_, budget, expected_count, more):
+    records = [version_of(size, n) for n, size in enumerate(sizes, start=1)]
+    page, has_more = fit_page(records, page_size_, budget)
+    assert (len(page), has_more) == (expected_count, more)
+
+
+def test_expected_version_beyond_the_database_range_is_invalid() -> None:
+    validator = RecordValidator(check_birth_dates=False, max_payload_bytes=LIMIT)
+    with pytest.raises(InvalidArgument) as caught:
+        validator.put(command(expected_version=MAX_VERSION + 1))
+    assert [v.field for v in caught.value.violations] == ["expected_version"]
+
+
+def test_fingerprint_includes_the_author() -> None:
+    base = command()
+    other_clinician = replace(base, author=Author(base.author.source_system, base.author.organisation_number, "999"))
+    assert base.fingerprint() != other_clinician.fingerprint()

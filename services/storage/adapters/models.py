@@ -44,7 +44,7 @@ class RecordVersionRow(Base):
     source_system: Mapped[str] = mapped_column(String(200))
     organisation_number: Mapped[str] = mapped_column(String(9))
     author_hpr_number: Mapped[str | None] = mapped_column(String(20))
-    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())
     idempotency_key: Mapped[str] = mapped_column(String(128))
     request_fingerprint: Mapped[bytes] = mapped_column(LargeBinary)
 

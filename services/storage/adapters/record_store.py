@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.platform.database import tenant_session
@@ -25,26 +24,23 @@ from services.storage.domain.records import (
 )
 
 CHANGES_CHANNEL = "samhandling_record_changes"
-IDEMPOTENCY_CONSTRAINT = "uq_record_versions_idempotency"
 
 
-class RecordStore:
+class PostgresRecordStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 
     async def put(self, command: PutCommand) -> PutResult:
         fingerprint = command.fingerprint()
-        try:
-            return await self._put_once(command, fingerprint)
-        except IntegrityError as error:
-            # A concurrent request with the same idempotency key committed first: replay it.
-            if IDEMPOTENCY_CONSTRAINT not in str(error.orig):
-                raise
-            return await self._put_once(command, fingerprint)
-
-    async def _put_once(self, command: PutCommand, fingerprint: bytes) -> PutResult:
         ref = command.ref
         async with tenant_session(self.sessions, ref.tenant) as session:
+            # Requests sharing an idempotency key run one after the other, so a concurrent retry
+            # finds the first one's committed version and replays it (rather than racing it and,
+            # with an expected_version, being told it conflicted).
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:scope, 0))"),
+                {"scope": f"{ref.tenant}\x1f{command.author.source_system}\x1f{command.idempotency_key}"},
+            )
             earlier = await _find_by_idempotency_key(session, ref.tenant, command)
             if earlier is not None:
                 if earlier.request_fingerprint != fingerprint:
@@ -67,6 +63,8 @@ class RecordStore:
                 author_hpr_number=command.author.hpr_number,
                 idempotency_key=command.idempotency_key,
                 request_fingerprint=fingerprint,
+                # The time of the write itself, after the locks: later versions never carry earlier times.
+                recorded_at=func.clock_timestamp(),
             )
             session.add(row)
             await session.flush()

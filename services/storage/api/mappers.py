@@ -10,7 +10,15 @@ from samhandling.storage.v1 import storage_pb2
 
 from services.platform.errors import InvalidArgument
 from services.platform.principal import Principal
-from services.storage.domain.records import Author, Payload, PutCommand, RecordRef, RecordVersion
+from services.storage.domain.records import (
+    MAX_VERSION,
+    Author,
+    Payload,
+    PutCommand,
+    RecordRef,
+    RecordVersion,
+    is_valid_key,
+)
 
 
 def author_of(caller: Principal) -> Author:
@@ -61,14 +69,45 @@ def encode_page_token(position: str | int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"after": position}).encode()).decode()
 
 
-def decode_page_token(token: str, expected_type: type) -> object | None:
-    """The position after which the next page starts, or None for the first page."""
-    if not token:
-        return None
+def _page_position(token: str) -> object:
     try:
-        position = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
+        return json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
     except (ValueError, KeyError, TypeError):
-        position = None
-    if not isinstance(position, expected_type) or isinstance(position, bool):
-        raise InvalidArgument.single("page_token", "is not a token returned by this service")
+        return None
+
+
+def _bad_page_token() -> InvalidArgument:
+    return InvalidArgument.single("page_token", "is not a token returned by this service")
+
+
+def version_after(token: str) -> int:
+    """The version after which a page of history starts (0 for the first page)."""
+    if not token:
+        return 0
+    position = _page_position(token)
+    if not isinstance(position, int) or isinstance(position, bool) or not 0 <= position <= MAX_VERSION:
+        raise _bad_page_token()
     return position
+
+
+def key_after(token: str) -> str:
+    """The key after which a page of records starts ("" for the first page)."""
+    if not token:
+        return ""
+    position = _page_position(token)
+    if not isinstance(position, str) or not is_valid_key(position):
+        raise _bad_page_token()
+    return position
+
+
+def fit_page(records: list[RecordVersion], page_size: int, byte_budget: int) -> tuple[list[RecordVersion], bool]:
+    """At most page_size records whose payloads fit the byte budget (at least one, so a page always
+    makes progress), and whether more follow."""
+    page: list[RecordVersion] = []
+    used = 0
+    for record in records[:page_size]:
+        used += len(record.payload.data)
+        if page and used > byte_budget:
+            return page, True
+        page.append(record)
+    return page, len(records) > page_size

@@ -11,26 +11,36 @@ from samhandling.storage.v1 import storage_pb2, storage_pb2_grpc
 from services.platform.errors import FieldViolation, Unavailable
 from services.platform.identifiers import municipality_number_problem
 from services.platform.request_context import current_principal
-from services.storage.adapters.change_notifier import ChangeNotifier
-from services.storage.adapters.record_store import RecordStore
 from services.storage.api import mappers
-from services.storage.domain.records import RecordRef, RecordValidator, check_kind, raise_if_any
+from services.storage.domain.ports import ChangeSubscriptions, RecordStore
+from services.storage.domain.records import (
+    MAX_WATCH_KINDS,
+    RecordRef,
+    RecordValidator,
+    check_kind,
+    check_version,
+    raise_if_any,
+)
 from services.storage.domain.tenancy import require_own_tenant
 
-WATCH_BATCH = 500
+# Rows read per change-feed query: bounds a watcher's memory to this many payloads.
+WATCH_BATCH = 100
 
 
 class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     def __init__(
         self,
         store: RecordStore,
-        notifier: ChangeNotifier,
+        changes: ChangeSubscriptions,
         validator: RecordValidator,
+        page_byte_budget: int,
         watch_poll_seconds: float = 2.0,
     ) -> None:
         self.store = store
-        self.notifier = notifier
+        self.changes = changes
         self.validator = validator
+        # Payload bytes per page, below the largest message we may send.
+        self.page_byte_budget = page_byte_budget
         self.watch_poll_seconds = watch_poll_seconds
 
     async def PutRecord(self, request: storage_pb2.PutRecordRequest, context: aio.ServicerContext):
@@ -42,25 +52,25 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         return storage_pb2.PutRecordResponse(record=mappers.record_message(result.record), replayed=result.replayed)
 
     async def GetRecord(self, request: storage_pb2.GetRecordRequest, context: aio.ServicerContext):
-        ref = self._ref(request)
-        violations = []
-        if request.HasField("version") and request.version < 1:
-            violations.append(FieldViolation("version", "must be 1 or more"))
-        raise_if_any(violations)
-        require_own_tenant(current_principal(), ref.tenant)
+        violations = self.validator.ref(request.tenant, request.patient_id, request.kind, request.key)
         version = request.version if request.HasField("version") else None
-        record = await self.store.get(ref, version)
+        if version is not None:
+            check_version(version, "version", violations)
+        raise_if_any(violations)
+        require_own_tenant(current_principal(), request.tenant)
+        record = await self.store.get(_ref(request), version)
         return storage_pb2.GetRecordResponse(record=mappers.record_message(record))
 
     async def ListRecordVersions(self, request: storage_pb2.ListRecordVersionsRequest, context: aio.ServicerContext):
-        ref = self._ref(request)
+        raise_if_any(self.validator.ref(request.tenant, request.patient_id, request.kind, request.key))
         size = mappers.page_size(request.page_size)
-        after = mappers.decode_page_token(request.page_token, int) or 0
-        require_own_tenant(current_principal(), ref.tenant)
-        records = await self.store.versions(ref, after, size + 1)
+        after = mappers.version_after(request.page_token)
+        require_own_tenant(current_principal(), request.tenant)
+        records = await self.store.versions(_ref(request), after, size + 1)
+        page, more = mappers.fit_page(records, size, self.page_byte_budget)
         return storage_pb2.ListRecordVersionsResponse(
-            records=[mappers.record_message(r) for r in records[:size]],
-            next_page_token=mappers.encode_page_token(records[size - 1].version) if len(records) > size else "",
+            records=[mappers.record_message(r) for r in page],
+            next_page_token=mappers.encode_page_token(page[-1].version) if more else "",
         )
 
     async def ListRecords(self, request: storage_pb2.ListRecordsRequest, context: aio.ServicerContext):
@@ -68,12 +78,13 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         self.validator.scope(request.tenant, request.patient_id, request.kind, violations)
         raise_if_any(violations)
         size = mappers.page_size(request.page_size)
-        after = mappers.decode_page_token(request.page_token, str) or ""
+        after = mappers.key_after(request.page_token)
         require_own_tenant(current_principal(), request.tenant)
         records = await self.store.latest(request.tenant, request.patient_id, request.kind, after, size + 1)
+        page, more = mappers.fit_page(records, size, self.page_byte_budget)
         return storage_pb2.ListRecordsResponse(
-            records=[mappers.record_message(r) for r in records[:size]],
-            next_page_token=mappers.encode_page_token(records[size - 1].ref.key) if len(records) > size else "",
+            records=[mappers.record_message(r) for r in page],
+            next_page_token=mappers.encode_page_token(page[-1].ref.key) if more else "",
         )
 
     async def Watch(
@@ -84,13 +95,15 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             violations.append(FieldViolation("tenant", problem))
         if request.from_sequence < 0:
             violations.append(FieldViolation("from_sequence", "must not be negative"))
-        for index, kind in enumerate(request.kinds):
+        if len(request.kinds) > MAX_WATCH_KINDS:
+            violations.append(FieldViolation("kinds", f"at most {MAX_WATCH_KINDS} kinds"))
+        for index, kind in enumerate(request.kinds[:MAX_WATCH_KINDS]):
             check_kind(kind, f"kinds[{index}]", violations)
         raise_if_any(violations)
         require_own_tenant(current_principal(), request.tenant)
 
         last = request.from_sequence
-        wakeup = self.notifier.subscribe(request.tenant)
+        wakeup = self.changes.subscribe(request.tenant)
         try:
             while True:
                 wakeup.clear()  # before reading, so a commit after the read still wakes us
@@ -100,15 +113,15 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                     last = change.sequence
                 if len(changes) == WATCH_BATCH:
                     continue
-                if self.notifier.closed:
+                if self.changes.closed:
                     raise Unavailable("the storage service is shutting down; resume from the last sequence")
                 try:
                     await asyncio.wait_for(wakeup.wait(), timeout=self.watch_poll_seconds)
                 except TimeoutError:
                     pass
         finally:
-            self.notifier.unsubscribe(request.tenant, wakeup)
+            self.changes.unsubscribe(request.tenant, wakeup)
 
-    def _ref(self, request) -> RecordRef:
-        raise_if_any(self.validator.ref(request.tenant, request.patient_id, request.kind, request.key))
-        return RecordRef(request.tenant, request.patient_id, request.kind, request.key)
+
+def _ref(request: storage_pb2.GetRecordRequest | storage_pb2.ListRecordVersionsRequest) -> RecordRef:
+    return RecordRef(request.tenant, request.patient_id, request.kind, request.key)

@@ -18,6 +18,8 @@ IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces
 IDEMPOTENCY_KEY_MAX = 128
 CONTENT_TYPE = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]*/[A-Za-z0-9][\w!#$&^.+-]*( *;[ -~]*)?")
 CONTENT_TYPE_MAX = 128
+MAX_VERSION = 2**31 - 1  # versions are int64 on the wire, int4 in the database
+MAX_WATCH_KINDS = 50
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class PutCommand:
             self.ref.key,
             self.payload.content_type,
             "" if self.expected_version is None else str(self.expected_version),
+            self.author.organisation_number,
+            self.author.hpr_number or "",
         ]
         for part in parts:
             encoded = part.encode()
@@ -119,7 +123,7 @@ class RecordValidator:
     def ref(self, tenant: str, patient_id: str, kind: str, key: str) -> list[FieldViolation]:
         violations: list[FieldViolation] = []
         self.scope(tenant, patient_id, kind, violations)
-        if len(key) > KEY_MAX or not KEY.fullmatch(key):
+        if not is_valid_key(key):
             violations.append(FieldViolation("key", f"must be 1-{KEY_MAX} characters of letters, digits and ._:@/+=-"))
         return violations
 
@@ -137,9 +141,18 @@ class RecordValidator:
             violations.append(
                 FieldViolation("idempotency_key", f"is required: 1-{IDEMPOTENCY_KEY_MAX} printable ASCII characters")
             )
-        if command.expected_version is not None and command.expected_version < 0:
+        if command.expected_version is not None and not 0 <= command.expected_version <= MAX_VERSION:
             violations.append(FieldViolation("expected_version", "must be 0 (new record) or a version number"))
         raise_if_any(violations)
+
+
+def check_version(version: int, field_name: str, violations: list[FieldViolation]) -> None:
+    if not 1 <= version <= MAX_VERSION:
+        violations.append(FieldViolation(field_name, f"must be a version number from 1 to {MAX_VERSION}"))
+
+
+def is_valid_key(key: str) -> bool:
+    return len(key) <= KEY_MAX and KEY.fullmatch(key) is not None
 
 
 def check_kind(kind: str, field_name: str, violations: list[FieldViolation]) -> None:

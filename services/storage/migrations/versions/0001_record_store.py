@@ -40,7 +40,7 @@ def upgrade() -> None:
         sa.Column("source_system", sa.String(200), nullable=False),
         sa.Column("organisation_number", sa.String(9), nullable=False),
         sa.Column("author_hpr_number", sa.String(20)),
-        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.clock_timestamp()),
         sa.Column("idempotency_key", sa.String(128), nullable=False),
         sa.Column("request_fingerprint", sa.LargeBinary, nullable=False),
         sa.UniqueConstraint("tenant", "sequence", name="uq_record_versions_sequence"),
