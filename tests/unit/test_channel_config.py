@@ -9,10 +9,9 @@ from services.platform.channels import RETRYABLE_STATUS_CODES, STORAGE_IDEMPOTEN
 STORAGE = "samhandling.storage.v1.StorageService"
 
 
-def method_configs(methods: list[tuple[str, str]], **options: Any) -> list[dict[str, Any]]:
-    config = json.loads(service_config(methods, **{"timeout_seconds": 5.0} | options))
-    assert list(config) == ["methodConfig"]
-    return config["methodConfig"]
+def method_configs(methods: Any, **options: Any) -> list[dict[str, Any]]:
+    config = json.loads(service_config(methods, **options))
+    return config.get("methodConfig", [])
 
 
 def retried_methods(configs: list[dict[str, Any]]) -> set[tuple[str, str]]:
@@ -21,17 +20,10 @@ def retried_methods(configs: list[dict[str, Any]]) -> set[tuple[str, str]]:
     }
 
 
-def test_default_timeout_applies_to_every_method_without_retries() -> None:
-    default = method_configs(STORAGE_IDEMPOTENT_METHODS)[0]
+def test_the_service_config_sets_no_timeouts_deadlines_are_per_call() -> None:
+    configs = method_configs(STORAGE_IDEMPOTENT_METHODS)
 
-    assert default == {"name": [{}], "timeout": "5.000s"}
-
-
-@pytest.mark.parametrize(("seconds", "text"), [(5.0, "5.000s"), (0.25, "0.250s"), (30, "30.000s"), (1.5, "1.500s")])
-def test_timeout_is_a_duration_string(seconds: float, text: str) -> None:
-    configs = method_configs([(STORAGE, "GetRecord")], timeout_seconds=seconds)
-
-    assert [config["timeout"] for config in configs] == [text, text]
+    assert all("timeout" not in config for config in configs)
 
 
 def test_retry_policy_only_for_the_listed_methods() -> None:
@@ -39,14 +31,13 @@ def test_retry_policy_only_for_the_listed_methods() -> None:
 
     configs = method_configs(methods)
 
-    assert len(configs) == 2
-    assert configs[1]["name"] == [{"service": service, "method": method} for service, method in methods]
+    assert len(configs) == 1
+    assert configs[0]["name"] == [{"service": service, "method": method} for service, method in methods]
     assert retried_methods(configs) == set(methods)
-    assert all("retryPolicy" not in config for config in configs if {} in config["name"])
 
 
 def test_retry_policy_settings() -> None:
-    policy = method_configs([(STORAGE, "GetRecord")], max_attempts=3)[1]["retryPolicy"]
+    policy = method_configs([(STORAGE, "GetRecord")], max_attempts=3)[0]["retryPolicy"]
 
     assert policy == {
         "maxAttempts": 3,
@@ -58,7 +49,7 @@ def test_retry_policy_settings() -> None:
 
 
 def test_default_max_attempts() -> None:
-    assert method_configs([(STORAGE, "GetRecord")])[1]["retryPolicy"]["maxAttempts"] == 4
+    assert method_configs([(STORAGE, "GetRecord")])[0]["retryPolicy"]["maxAttempts"] == 4
 
 
 def test_never_retries_on_codes_that_may_mean_the_call_ran() -> None:
@@ -67,9 +58,7 @@ def test_never_retries_on_codes_that_may_mean_the_call_ran() -> None:
 
 @pytest.mark.parametrize("methods", [[], iter([])])
 def test_no_idempotent_methods_means_no_retry_policy(methods: Any) -> None:
-    configs = method_configs(methods)
-
-    assert configs == [{"name": [{}], "timeout": "5.000s"}]
+    assert method_configs(methods) == []
 
 
 def test_methods_may_be_any_iterable() -> None:
