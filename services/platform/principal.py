@@ -54,6 +54,8 @@ class Principal:
     is_citizen: bool
     attestation: Attestation | None
     token_id: str | None
+    # When the token expires (seconds since the epoch); long-lived streams end then.
+    expires_at: float | None = None
 
     @property
     def acting_organisation_number(self) -> str:

@@ -135,6 +135,7 @@ class TokenVerifier:
             is_citizen=CITIZEN_SCOPE in scope_list,
             attestation=Attestation.from_authorization_details(claims.get(CLAIM_AUTHORIZATION_DETAILS)),
             token_id=_claim(claims, "jti", _TEXT),
+            expires_at=float(claims["exp"]),
         )
 
 

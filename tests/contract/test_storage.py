@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 import uuid
 
 import asyncpg
@@ -456,3 +457,12 @@ async def test_history_of_large_payloads_comes_in_pages_that_fit_a_message(stora
 
     assert versions == [(n + 1, bytes([n])) for n in range(5)]
     assert pages > 1
+
+
+async def test_a_watch_ends_when_its_token_expires(storage, mint):
+    short_lived = mint(BODO, extra_claims={"exp": int(time.time()) + 2})
+    stream = storage.Watch(storage_pb2.WatchRequest(tenant=BODO, from_sequence=2**40), metadata=bearer(short_lived))
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        await asyncio.wait_for(stream.read(), 40)
+    assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert [i.reason for i in details(ended.value, error_details_pb2.ErrorInfo)] == ["TOKEN_EXPIRED"]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 from grpc import aio
 from samhandling.storage.v1 import storage_pb2, storage_pb2_grpc
 
-from services.platform.errors import FieldViolation, Unavailable
+from services.platform.errors import FieldViolation, Unauthenticated, Unavailable
 from services.platform.identifiers import municipality_number_problem
 from services.platform.request_context import current_principal
 from services.storage.api import mappers
@@ -100,7 +101,8 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         for index, kind in enumerate(request.kinds[:MAX_WATCH_KINDS]):
             check_kind(kind, f"kinds[{index}]", violations)
         raise_if_any(violations)
-        require_own_tenant(current_principal(), request.tenant)
+        caller = current_principal()
+        require_own_tenant(caller, request.tenant)
 
         last = request.from_sequence
         wakeup = self.changes.subscribe(request.tenant)
@@ -115,6 +117,10 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                     continue
                 if self.changes.closed:
                     raise Unavailable("the storage service is shutting down; resume from the last sequence")
+                if caller.expires_at is not None and time.time() > caller.expires_at:
+                    raise Unauthenticated(
+                        "TOKEN_EXPIRED", "the access token has expired; resume from the last sequence with a new one"
+                    )
                 try:
                     await asyncio.wait_for(wakeup.wait(), timeout=self.watch_poll_seconds)
                 except TimeoutError:
