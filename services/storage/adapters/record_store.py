@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -49,26 +49,26 @@ class PostgresRecordStore:
             version = await _next_version(session, ref, command.expected_version)
             # Taken last, so the feed row stays locked only for the insert and the commit.
             sequence = await _next_sequence(session, ref.tenant)
-            row = RecordVersionRow(
-                tenant=ref.tenant,
-                patient_id=ref.patient_id,
-                kind=ref.kind,
-                key=ref.key,
-                version=version,
-                sequence=sequence,
-                payload=command.payload.data,
-                content_type=command.payload.content_type,
-                source_system=command.author.source_system,
-                organisation_number=command.author.organisation_number,
-                author_hpr_number=command.author.hpr_number,
-                idempotency_key=command.idempotency_key,
-                request_fingerprint=fingerprint,
+            values = {
+                "tenant": ref.tenant,
+                "patient_id": ref.patient_id,
+                "kind": ref.kind,
+                "key": ref.key,
+                "version": version,
+                "sequence": sequence,
+                "payload": command.payload.data,
+                "content_type": command.payload.content_type,
+                "source_system": command.author.source_system,
+                "organisation_number": command.author.organisation_number,
+                "author_hpr_number": command.author.hpr_number,
+                "idempotency_key": command.idempotency_key,
+                "request_fingerprint": fingerprint,
                 # The time of the write itself, after the locks: later versions never carry earlier times.
-                recorded_at=func.clock_timestamp(),
-            )
-            session.add(row)
-            await session.flush()
-            await session.refresh(row, ["recorded_at"])
+                "recorded_at": func.clock_timestamp(),
+            }
+            row = (
+                await session.execute(insert(RecordVersionRow).values(values).returning(RecordVersionRow))
+            ).scalar_one()
             await session.execute(
                 text("SELECT pg_notify(:channel, :tenant)"),
                 {
