@@ -13,8 +13,17 @@ from services.platform.tokens import JwksSource, TokenVerifier
 
 log = logging.getLogger(__name__)
 
-DATABASE_SERVICES = ("storage",)
+DATABASE_SERVICES = ("storage", "access")
 DATABASE_WAIT_SECONDS = 30.0
+
+
+def migrate_database(database_url: str) -> None:
+    """Brings every service's tables up to date (each service keeps its own migration history)."""
+    from services.access.adapters.migrations import upgrade_to_head as upgrade_access
+    from services.storage.adapters.migrations import upgrade_to_head as upgrade_storage
+
+    upgrade_storage(database_url)
+    upgrade_access(database_url)
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:
@@ -36,7 +45,11 @@ def build_service(name: str, settings: Settings, database_url: str | None) -> Se
     if name == "access":
         from services.access import server as access
 
-        return access.build(settings)
+        if database_url is None:
+            raise ValueError("the access service needs a database URL")
+        definition = access.build(settings, database_url)
+        definition.startup = lambda: refuse_row_security_bypass(database_url)
+        return definition
     if name == "overview":
         from services.overview import server as overview
 

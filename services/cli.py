@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--purpose", default="TREAT", choices=PURPOSES_OF_USE, help="purpose of use")
     token.add_argument("--patient", action="append", default=[], metavar="FNR", help="patient in the attestation")
     token.add_argument("--citizen", metavar="FNR", help="mint the patient's own token instead of a clinician's")
+    token.add_argument("--name", help="the person's name (shown in the access log)")
+    token.add_argument(
+        "--privacy-officer", action="store_true", help="the municipality's privacy officer (access log, follow-ups)"
+    )
     token.add_argument("--ttl", type=int, default=3600, metavar="SECONDS", help="lifetime (default 3600)")
     _data_dir_option(token)
     token.set_defaults(handler=_dev_token)
@@ -63,10 +67,10 @@ def _data_dir_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from services.catalog import migrate_database
     from services.platform.dev_tokens import ensure_dev_keys
     from services.platform.embedded_database import EmbeddedPostgres
     from services.platform.supervisor import DataDirLock, ServiceProcess, StopSignal, Supervisor, service_command
-    from services.storage.adapters.migrations import upgrade_to_head
 
     ports = {name: getattr(args, f"{name}_port") or settings.ports[name] for name in SERVICES}
     data_dir = settings.data_dir.resolve()
@@ -78,7 +82,7 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
             print(f"database: {'embedded PostgreSQL in ' + str(data_dir) if embedded else 'external'}", flush=True)
             if stop.requested:
                 return 0
-            upgrade_to_head(database_url)
+            migrate_database(database_url)
             env = dict(os.environ)
             env.update(
                 {
@@ -107,13 +111,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log_level, args.service)
     database_url, embedded, adopted = settings.database_url, None, True
     if args.service in DATABASE_SERVICES and database_url is None:
+        from services.catalog import migrate_database
         from services.platform.embedded_database import EmbeddedPostgres
-        from services.storage.adapters.migrations import upgrade_to_head
 
         embedded = EmbeddedPostgres(settings.data_dir)
         adopted = embedded.is_running()
         database_url = embedded.start()
-        upgrade_to_head(database_url)
+        migrate_database(database_url)
     try:
         asyncio.run(run_service(args.service, settings, database_url, port=args.port))
     finally:
@@ -123,10 +127,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from services.storage.adapters.migrations import upgrade_to_head
+    from services.catalog import migrate_database
 
     if settings.database_url:
-        upgrade_to_head(settings.database_url)
+        migrate_database(settings.database_url)
         print("database schema is up to date")
         return 0
     from services.platform.embedded_database import EmbeddedPostgres
@@ -134,7 +138,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     embedded = EmbeddedPostgres(settings.data_dir)
     adopted = embedded.is_running()
     try:
-        upgrade_to_head(embedded.start())
+        migrate_database(embedded.start())
         print(f"embedded database schema in {settings.data_dir} is up to date")
     finally:
         if not adopted:
@@ -155,6 +159,8 @@ def _dev_token(args: argparse.Namespace, settings: Settings) -> int:
             problems.append(f"patient {patient}: {problem}")
     if args.hpr is not None and not (args.hpr.isdigit() and 1 <= len(args.hpr) <= 9):
         problems.append("--hpr must be an HPR number (up to 9 digits)")
+    if args.privacy_officer and args.citizen:
+        problems.append("--privacy-officer and --citizen exclude each other")
     if args.ttl <= 0:
         problems.append("--ttl must be positive")
     if problems:
@@ -169,6 +175,8 @@ def _dev_token(args: argparse.Namespace, settings: Settings) -> int:
         purpose_of_use=args.purpose,
         patient_ids=tuple(args.patient),
         citizen_id=args.citizen,
+        name=args.name,
+        privacy_officer=args.privacy_officer,
         ttl_seconds=args.ttl,
     )
     print(mint_dev_token(settings.dev_keys_dir, request))

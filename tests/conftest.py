@@ -8,15 +8,14 @@ from pathlib import Path
 
 import pytest
 from grpc import aio
+from samhandling.access.v1 import access_pb2_grpc
 from samhandling.storage.v1 import storage_pb2_grpc
 
-from services.catalog import build_verifier
+from services.catalog import build_service, build_verifier, migrate_database
 from services.platform.dev_tokens import DevTokenRequest, mint_dev_token
 from services.platform.embedded_database import EmbeddedPostgres
 from services.platform.server import RunningServer, start_server
 from services.platform.settings import Settings
-from services.storage import server as storage_server_module
-from services.storage.adapters.migrations import upgrade_to_head
 from tests.support import BAERUM, BODO
 
 Mint = Callable[..., str]
@@ -30,7 +29,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def database(data_dir: Path) -> Iterator[EmbeddedPostgres]:
     postgres = EmbeddedPostgres(data_dir)
-    upgrade_to_head(postgres.start())
+    migrate_database(postgres.start())
     yield postgres
     postgres.stop()
 
@@ -58,8 +57,13 @@ def mint(settings: Settings) -> Mint:
 
 
 async def start_storage(settings: Settings, database_url: str) -> RunningServer:
+    return await start_service("storage", settings, database_url)
+
+
+async def start_service(name: str, settings: Settings, database_url: str | None = None) -> RunningServer:
+    """One service in-process on a free port, built exactly as `samhandling serve` builds it."""
     return await start_server(
-        storage_server_module.build(settings, database_url),
+        build_service(name, settings, database_url),
         verifier=build_verifier(settings),
         host="127.0.0.1",
         port=0,
@@ -84,3 +88,16 @@ async def storage_channel(storage_server: RunningServer) -> AsyncIterator[aio.Ch
 @pytest.fixture
 def storage(storage_channel: aio.Channel) -> storage_pb2_grpc.StorageServiceStub:
     return storage_pb2_grpc.StorageServiceStub(storage_channel)
+
+
+@pytest.fixture(scope="session")
+async def access_server(settings: Settings, database: EmbeddedPostgres) -> AsyncIterator[RunningServer]:
+    running = await start_service("access", settings, database.url)
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def access(access_server: RunningServer) -> AsyncIterator[access_pb2_grpc.AccessServiceStub]:
+    async with aio.insecure_channel(f"127.0.0.1:{access_server.port}") as channel:
+        yield access_pb2_grpc.AccessServiceStub(channel)

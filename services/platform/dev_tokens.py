@@ -20,8 +20,10 @@ from services.platform.principal import (
     CLAIM_AUTHORIZATION_DETAILS,
     CLAIM_CLIENT_ID,
     CLAIM_HPR_NUMBER,
+    CLAIM_NAME,
     CLAIM_ORGNR_PARENT,
     CLAIM_PERSON_ID,
+    PRIVACY_OFFICER_SCOPE,
 )
 
 SIGNING_KEY_FILE = "signing-key.json"
@@ -58,6 +60,8 @@ class DevTokenRequest:
     purpose_of_use: str = "TREAT"
     patient_ids: tuple[str, ...] = ()
     citizen_id: str | None = None
+    name: str | None = None
+    privacy_officer: bool = False
     ttl_seconds: int = 3600
     extra_claims: dict[str, Any] = field(default_factory=dict)
 
@@ -84,10 +88,13 @@ def dev_claims(request: DevTokenRequest) -> dict[str, Any]:
     if request.citizen_id:
         claims |= {"sub": request.citizen_id, CLAIM_PERSON_ID: request.citizen_id, "scope": CITIZEN_SCOPE}
     else:
-        claims |= {"sub": request.hpr_number or request.client_id, "scope": "samhandling"}
+        scope = f"samhandling {PRIVACY_OFFICER_SCOPE}" if request.privacy_officer else "samhandling"
+        claims |= {"sub": request.hpr_number or request.client_id, "scope": scope}
         if request.hpr_number:
             claims[CLAIM_HPR_NUMBER] = request.hpr_number
         claims[CLAIM_AUTHORIZATION_DETAILS] = [_attestation(request)]
+    if request.name:
+        claims[CLAIM_NAME] = request.name
     return claims | request.extra_claims
 
 

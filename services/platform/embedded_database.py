@@ -49,6 +49,11 @@ class EmbeddedPostgres:
     def url(self) -> str:
         return f"postgresql://{APP_ROLE}@/{APP_DATABASE}?host={self.socket_dir}"
 
+    @property
+    def admin_url(self) -> str:
+        """The superuser's URL (bypasses row-level security): for maintenance and tests, never services."""
+        return f"postgresql://{ADMIN_ROLE}@/{APP_DATABASE}?host={self.socket_dir}"
+
     def is_running(self) -> bool:
         return self._pg_ctl(["status"], check=False).returncode == 0
 

@@ -68,3 +68,9 @@ class FailedPrecondition(ReasonedError):
 
 class Unavailable(DomainError):
     """A dependency (the database, a peer service) cannot be reached; retrying later may help."""
+
+
+def raise_if_any(violations: list[FieldViolation]) -> None:
+    """Reports every problem found in a request at once."""
+    if violations:
+        raise InvalidArgument(violations)

@@ -16,6 +16,9 @@ CLAIM_AUTHORIZATION_DETAILS = "authorization_details"
 ATTESTATION_TYPE = "nhn:tillitsrammeverk:parameters"
 # A citizen (patient) acting for themself through a citizen portal carries this scope.
 CITIZEN_SCOPE = "samhandling:citizen"
+# The municipality's privacy officer: reads any patient's access log and the follow-up stream.
+PRIVACY_OFFICER_SCOPE = "samhandling:privacy-officer"
+CLAIM_NAME = "name"
 
 PURPOSES_OF_USE = ("TREAT", "ETREAT", "COC", "BTG")
 
@@ -26,6 +29,8 @@ class Attestation:
 
     purpose_of_use: str | None
     patient_ids: tuple[str, ...]
+    # care_relationship.decision_ref.id: the caller's reference for the decision to access.
+    decision_ref: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -36,6 +41,7 @@ class Attestation:
                 return cls(
                     purpose_of_use=_code(_get(entry, "care_relationship", "purpose_of_use")),
                     patient_ids=tuple(_patient_ids(entry.get("patients"))),
+                    decision_ref=_text(_get(entry, "care_relationship", "decision_ref", "id")),
                     raw=entry,
                 )
         return None
@@ -56,6 +62,13 @@ class Principal:
     token_id: str | None
     # When the token expires (seconds since the epoch); long-lived streams end then.
     expires_at: float | None = None
+    # The person's name, when the token carries it (for the access log).
+    name: str | None = None
+    scopes: frozenset[str] = frozenset()
+
+    @property
+    def is_privacy_officer(self) -> bool:
+        return PRIVACY_OFFICER_SCOPE in self.scopes
 
     @property
     def acting_organisation_number(self) -> str:
@@ -73,6 +86,12 @@ def _code(value: Any) -> str | None:
     if isinstance(value, Mapping):
         value = value.get("code")
     return value if isinstance(value, str) and value else None
+
+
+def _text(value: Any, limit: int = 200) -> str | None:
+    if not isinstance(value, str) or not value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return None
+    return value[:limit]
 
 
 def _patient_ids(patients: Any) -> list[str]:

@@ -27,6 +27,7 @@ from services.platform.principal import (
     CLAIM_AUTHORIZATION_DETAILS,
     CLAIM_CLIENT_ID,
     CLAIM_HPR_NUMBER,
+    CLAIM_NAME,
     CLAIM_ORGNR_CHILD,
     CLAIM_ORGNR_PARENT,
     CLAIM_PERSON_ID,
@@ -136,6 +137,8 @@ class TokenVerifier:
             attestation=Attestation.from_authorization_details(claims.get(CLAIM_AUTHORIZATION_DETAILS)),
             token_id=_claim(claims, "jti", _TEXT),
             expires_at=float(claims["exp"]),
+            name=_claim(claims, CLAIM_NAME, _TEXT),
+            scopes=frozenset(scope for scope in scope_list if isinstance(scope, str)),
         )
 
 

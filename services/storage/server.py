@@ -5,10 +5,10 @@ from __future__ import annotations
 from samhandling.storage.v1 import storage_pb2, storage_pb2_grpc
 
 from services.platform.database import create_engine, database_health_monitor, session_factory
+from services.platform.notifications import ChangeNotifier
 from services.platform.server import ServiceDefinition, max_message_bytes
 from services.platform.settings import Settings
-from services.storage.adapters.change_notifier import ChangeNotifier
-from services.storage.adapters.record_store import PostgresRecordStore
+from services.storage.adapters.record_store import CHANGES_CHANNEL, PostgresRecordStore
 from services.storage.api.servicer import StorageServicer
 from services.storage.domain.records import RecordValidator
 
@@ -19,7 +19,7 @@ SERVICE_NAME = storage_pb2.DESCRIPTOR.services_by_name["StorageService"].full_na
 
 def build(settings: Settings, database_url: str) -> ServiceDefinition:
     engine = create_engine(database_url, pool_size=settings.database_pool_size)
-    notifier = ChangeNotifier(engine)
+    notifier = ChangeNotifier(engine, CHANGES_CHANNEL)
     servicer = StorageServicer(
         PostgresRecordStore(session_factory(engine)),
         notifier,

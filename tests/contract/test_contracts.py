@@ -20,7 +20,7 @@ def test_a_changed_proto_makes_the_check_fail(tmp_path):
     copy = tmp_path / "protos"
     shutil.copytree(PROTOS, copy)
     proto = copy / "samhandling" / "news2" / "v1" / "news2.proto"
-    proto.write_text(proto.read_text().replace("service News2Service {}", "message Extra {}\nservice News2Service {}"))
+    proto.write_text(proto.read_text() + "\nmessage ExtraForStalenessCheck {}\n")
     stale = codegen.stale_files(copy)
     assert "samhandling/news2/v1/news2_pb2.py" in stale
     assert all(path.startswith("samhandling/news2/v1/") for path in stale)

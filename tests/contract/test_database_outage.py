@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from samhandling.storage.v1 import storage_pb2, storage_pb2_grpc
 
 from services.platform.embedded_database import EmbeddedPostgres
-from services.storage.adapters.migrations import upgrade_to_head
+from services.catalog import migrate_database
 from tests.conftest import start_storage
 from tests.support import BODO, bearer, person_number
 
@@ -24,7 +24,7 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 @pytest.fixture
 def own_database(tmp_path):
     postgres = EmbeddedPostgres(tmp_path)
-    upgrade_to_head(postgres.start())
+    migrate_database(postgres.start())
     yield postgres
     postgres.stop()
 

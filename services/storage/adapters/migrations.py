@@ -4,19 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
+from services.platform import migrations
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def alembic_config(database_url: str) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.attributes["database_url"] = database_url
-    return config
-
-
 def upgrade_to_head(database_url: str) -> None:
-    """Idempotent: a database already at head is left as it is."""
-    command.upgrade(alembic_config(database_url), "head")
+    migrations.upgrade_to_head(MIGRATIONS_DIR, database_url)

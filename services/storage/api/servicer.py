@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 
 from grpc import aio
 from samhandling.storage.v1 import storage_pb2, storage_pb2_grpc
 
-from services.platform.errors import FieldViolation, Unauthenticated, Unavailable
+from services.platform import feeds
+from services.platform.errors import FieldViolation
 from services.platform.identifiers import municipality_number_problem
 from services.platform.request_context import current_principal
 from services.storage.api import mappers
@@ -104,29 +103,19 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         caller = current_principal()
         require_own_tenant(caller, request.tenant)
 
-        last = request.from_sequence
-        wakeup = self.changes.subscribe(request.tenant)
-        try:
-            while True:
-                wakeup.clear()  # before reading, so a commit after the read still wakes us
-                changes = await self.store.changes_after(request.tenant, last, list(request.kinds), WATCH_BATCH)
-                for change in changes:
-                    yield storage_pb2.WatchResponse(record=mappers.record_message(change))
-                    last = change.sequence
-                if len(changes) == WATCH_BATCH:
-                    continue
-                if self.changes.closed:
-                    raise Unavailable("the storage service is shutting down; resume from the last sequence")
-                if caller.expires_at is not None and time.time() > caller.expires_at:
-                    raise Unauthenticated(
-                        "TOKEN_EXPIRED", "the access token has expired; resume from the last sequence with a new one"
-                    )
-                try:
-                    await asyncio.wait_for(wakeup.wait(), timeout=self.watch_poll_seconds)
-                except TimeoutError:
-                    pass
-        finally:
-            self.changes.unsubscribe(request.tenant, wakeup)
+        kinds = list(request.kinds)
+        changes = feeds.follow(
+            tenant=request.tenant,
+            after=request.from_sequence,
+            read=lambda after, limit: self.store.changes_after(request.tenant, after, kinds, limit),
+            position=lambda change: change.sequence,
+            notifier=self.changes,
+            caller=caller,
+            batch=WATCH_BATCH,
+            poll_seconds=self.watch_poll_seconds,
+        )
+        async for change in changes:
+            yield storage_pb2.WatchResponse(record=mappers.record_message(change))
 
 
 def _ref(request: storage_pb2.GetRecordRequest | storage_pb2.ListRecordVersionsRequest) -> RecordRef:

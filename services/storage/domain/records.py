@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.platform.errors import Aborted, FailedPrecondition, FieldViolation, InvalidArgument
+from services.platform.errors import Aborted, FailedPrecondition, FieldViolation, raise_if_any
 from services.platform.identifiers import municipality_number_problem, person_number_problem
 
 KIND = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
@@ -158,8 +158,3 @@ def is_valid_key(key: str) -> bool:
 def check_kind(kind: str, field_name: str, violations: list[FieldViolation]) -> None:
     if len(kind) > KIND_MAX or not KIND.fullmatch(kind):
         violations.append(FieldViolation(field_name, "must be a lower-case dotted name such as news2.assessment"))
-
-
-def raise_if_any(violations: list[FieldViolation]) -> None:
-    if violations:
-        raise InvalidArgument(violations)

@@ -22,15 +22,68 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"samhandling/access/v1/access.proto\x12\x15samhandling.access.v12\x0f\n\rAccessServiceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"samhandling/access/v1/access.proto\x12\x15samhandling.access.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x01\n\x10\x41uthorizeRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\x12\x32\n\tdata_kind\x18\x03 \x01(\x0e\x32\x1f.samhandling.access.v1.DataKind\x12-\n\x06\x61\x63tion\x18\x04 \x01(\x0e\x32\x1d.samhandling.access.v1.Action\"\xcb\x01\n\x11\x41uthorizeResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x14\n\x0clog_sequence\x18\x02 \x01(\x03\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x16\n\x0epurpose_of_use\x18\x04 \x01(\t\x12\x17\n\x0f\x62reak_the_glass\x18\x05 \x01(\x08\x12\x1a\n\x12overrode_objection\x18\x06 \x01(\x08\x12.\n\ndecided_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8f\x01\n\x05\x41\x63tor\x12\x12\n\nhpr_number\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1b\n\x13organisation_number\x18\x03 \x01(\t\x12 \n\x18unit_organisation_number\x18\x04 \x01(\t\x12\x11\n\tclient_id\x18\x05 \x01(\t\x12\x12\n\nis_patient\x18\x06 \x01(\x08\"\xe5\x01\n\tObjection\x12\x12\n\npatient_id\x18\x01 \x01(\t\x12\x31\n\rregistered_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\rregistered_by\x18\x03 \x01(\x0e\x32#.samhandling.access.v1.RegisteredBy\x12\x39\n\x13registered_by_actor\x18\x04 \x01(\x0b\x32\x1c.samhandling.access.v1.Actor\x12\x1a\n\x12\x64ocumented_request\x18\x05 \x01(\t\"\x81\x02\n\x11PractitionerBlock\x12\x12\n\npatient_id\x18\x01 \x01(\t\x12\x12\n\nhpr_number\x18\x02 \x01(\t\x12\x31\n\rregistered_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\rregistered_by\x18\x04 \x01(\x0e\x32#.samhandling.access.v1.RegisteredBy\x12\x39\n\x13registered_by_actor\x18\x05 \x01(\x0b\x32\x1c.samhandling.access.v1.Actor\x12\x1a\n\x12\x64ocumented_request\x18\x06 \x01(\t\"Z\n\x18RegisterObjectionRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\x12\x1a\n\x12\x64ocumented_request\x18\x03 \x01(\t\"a\n\x19RegisterObjectionResponse\x12\x33\n\tobjection\x18\x01 \x01(\x0b\x32 .samhandling.access.v1.Objection\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\"Z\n\x18WithdrawObjectionRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\x12\x1a\n\x12\x64ocumented_request\x18\x03 \x01(\t\",\n\x19WithdrawObjectionResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08\"n\n\x18\x42lockPractitionerRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\x12\x12\n\nhpr_number\x18\x03 \x01(\t\x12\x1a\n\x12\x64ocumented_request\x18\x04 \x01(\t\"e\n\x19\x42lockPractitionerResponse\x12\x37\n\x05\x62lock\x18\x01 \x01(\x0b\x32(.samhandling.access.v1.PractitionerBlock\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\"p\n\x1aUnblockPractitionerRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\x12\x12\n\nhpr_number\x18\x03 \x01(\t\x12\x1a\n\x12\x64ocumented_request\x18\x04 \x01(\t\".\n\x1bUnblockPractitionerResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08\"7\n\x11GetConsentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\"\x83\x01\n\x12GetConsentResponse\x12\x33\n\tobjection\x18\x01 \x01(\x0b\x32 .samhandling.access.v1.Objection\x12\x38\n\x06\x62locks\x18\x02 \x03(\x0b\x32(.samhandling.access.v1.PractitionerBlock\"\x99\x04\n\x0e\x41\x63\x63\x65ssLogEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12.\n\ndecided_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06tenant\x18\x04 \x01(\t\x12\x12\n\npatient_id\x18\x05 \x01(\t\x12+\n\x05\x61\x63tor\x18\x06 \x01(\x0b\x32\x1c.samhandling.access.v1.Actor\x12\x16\n\x0epurpose_of_use\x18\x07 \x01(\t\x12\x14\n\x0c\x64\x65\x63ision_ref\x18\x08 \x01(\t\x12\x32\n\tdata_kind\x18\t \x01(\x0e\x32\x1f.samhandling.access.v1.DataKind\x12-\n\x06\x61\x63tion\x18\n \x01(\x0e\x32\x1d.samhandling.access.v1.Action\x12\x31\n\x08\x64\x65\x63ision\x18\x0b \x01(\x0e\x32\x1f.samhandling.access.v1.Decision\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12\x17\n\x0f\x62reak_the_glass\x18\r \x01(\x08\x12\x11\n\tfollow_up\x18\x0e \x01(\x08\x12\x1b\n\x13on_patients_request\x18\x0f \x01(\x08\x12\x1a\n\x12subject_hpr_number\x18\x10 \x01(\t\x12\x12\n\nentry_hash\x18\x11 \x01(\t\x12\x15\n\rprevious_hash\x18\x12 \x01(\t\"a\n\x14ListAccessLogRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"h\n\x15ListAccessLogResponse\x12\x36\n\x07\x65ntries\x18\x01 \x03(\x0b\x32%.samhandling.access.v1.AccessLogEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"(\n\x16VerifyAccessLogRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"\xd5\x01\n\x17VerifyAccessLogResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x17\n\x0f\x65ntries_checked\x18\x02 \x01(\x03\x12\x1d\n\x15\x66irst_broken_sequence\x18\x03 \x01(\x03\x12\x1d\n\x15\x66irst_broken_entry_id\x18\x04 \x01(\t\x12\x0f\n\x07problem\x18\x05 \x01(\t\x12\x11\n\thead_hash\x18\x06 \x01(\t\x12/\n\x0bverified_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x15WatchFollowUpsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x03\"N\n\x16WatchFollowUpsResponse\x12\x34\n\x05\x65ntry\x18\x01 \x01(\x0b\x32%.samhandling.access.v1.AccessLogEntry*x\n\x08\x44\x61taKind\x12\x19\n\x15\x44\x41TA_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x44\x41TA_KIND_SERVICES_OVERVIEW\x10\x01\x12\x19\n\x15\x44\x41TA_KIND_VITAL_SIGNS\x10\x02\x12\x15\n\x11\x44\x41TA_KIND_CONSENT\x10\x03*C\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x41\x43TION_READ\x10\x01\x12\x10\n\x0c\x41\x43TION_WRITE\x10\x02*O\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x44\x45\x43ISION_ALLOWED\x10\x01\x12\x13\n\x0f\x44\x45\x43ISION_DENIED\x10\x02*y\n\x0cRegisteredBy\x12\x1d\n\x19REGISTERED_BY_UNSPECIFIED\x10\x00\x12\x19\n\x15REGISTERED_BY_PATIENT\x10\x01\x12/\n+REGISTERED_BY_CLINICIAN_ON_PATIENTS_REQUEST\x10\x02\x32\x87\x08\n\rAccessService\x12^\n\tAuthorize\x12\'.samhandling.access.v1.AuthorizeRequest\x1a(.samhandling.access.v1.AuthorizeResponse\x12v\n\x11RegisterObjection\x12/.samhandling.access.v1.RegisterObjectionRequest\x1a\x30.samhandling.access.v1.RegisterObjectionResponse\x12v\n\x11WithdrawObjection\x12/.samhandling.access.v1.WithdrawObjectionRequest\x1a\x30.samhandling.access.v1.WithdrawObjectionResponse\x12v\n\x11\x42lockPractitioner\x12/.samhandling.access.v1.BlockPractitionerRequest\x1a\x30.samhandling.access.v1.BlockPractitionerResponse\x12|\n\x13UnblockPractitioner\x12\x31.samhandling.access.v1.UnblockPractitionerRequest\x1a\x32.samhandling.access.v1.UnblockPractitionerResponse\x12\x61\n\nGetConsent\x12(.samhandling.access.v1.GetConsentRequest\x1a).samhandling.access.v1.GetConsentResponse\x12j\n\rListAccessLog\x12+.samhandling.access.v1.ListAccessLogRequest\x1a,.samhandling.access.v1.ListAccessLogResponse\x12p\n\x0fVerifyAccessLog\x12-.samhandling.access.v1.VerifyAccessLogRequest\x1a..samhandling.access.v1.VerifyAccessLogResponse\x12o\n\x0eWatchFollowUps\x12,.samhandling.access.v1.WatchFollowUpsRequest\x1a-.samhandling.access.v1.WatchFollowUpsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'samhandling.access.v1.access_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACCESSSERVICE']._serialized_start=61
-  _globals['_ACCESSSERVICE']._serialized_end=76
+  _globals['_DATAKIND']._serialized_start=3138
+  _globals['_DATAKIND']._serialized_end=3258
+  _globals['_ACTION']._serialized_start=3260
+  _globals['_ACTION']._serialized_end=3327
+  _globals['_DECISION']._serialized_start=3329
+  _globals['_DECISION']._serialized_end=3408
+  _globals['_REGISTEREDBY']._serialized_start=3410
+  _globals['_REGISTEREDBY']._serialized_end=3531
+  _globals['_AUTHORIZEREQUEST']._serialized_start=95
+  _globals['_AUTHORIZEREQUEST']._serialized_end=248
+  _globals['_AUTHORIZERESPONSE']._serialized_start=251
+  _globals['_AUTHORIZERESPONSE']._serialized_end=454
+  _globals['_ACTOR']._serialized_start=457
+  _globals['_ACTOR']._serialized_end=600
+  _globals['_OBJECTION']._serialized_start=603
+  _globals['_OBJECTION']._serialized_end=832
+  _globals['_PRACTITIONERBLOCK']._serialized_start=835
+  _globals['_PRACTITIONERBLOCK']._serialized_end=1092
+  _globals['_REGISTEROBJECTIONREQUEST']._serialized_start=1094
+  _globals['_REGISTEROBJECTIONREQUEST']._serialized_end=1184
+  _globals['_REGISTEROBJECTIONRESPONSE']._serialized_start=1186
+  _globals['_REGISTEROBJECTIONRESPONSE']._serialized_end=1283
+  _globals['_WITHDRAWOBJECTIONREQUEST']._serialized_start=1285
+  _globals['_WITHDRAWOBJECTIONREQUEST']._serialized_end=1375
+  _globals['_WITHDRAWOBJECTIONRESPONSE']._serialized_start=1377
+  _globals['_WITHDRAWOBJECTIONRESPONSE']._serialized_end=1421
+  _globals['_BLOCKPRACTITIONERREQUEST']._serialized_start=1423
+  _globals['_BLOCKPRACTITIONERREQUEST']._serialized_end=1533
+  _globals['_BLOCKPRACTITIONERRESPONSE']._serialized_start=1535
+  _globals['_BLOCKPRACTITIONERRESPONSE']._serialized_end=1636
+  _globals['_UNBLOCKPRACTITIONERREQUEST']._serialized_start=1638
+  _globals['_UNBLOCKPRACTITIONERREQUEST']._serialized_end=1750
+  _globals['_UNBLOCKPRACTITIONERRESPONSE']._serialized_start=1752
+  _globals['_UNBLOCKPRACTITIONERRESPONSE']._serialized_end=1798
+  _globals['_GETCONSENTREQUEST']._serialized_start=1800
+  _globals['_GETCONSENTREQUEST']._serialized_end=1855
+  _globals['_GETCONSENTRESPONSE']._serialized_start=1858
+  _globals['_GETCONSENTRESPONSE']._serialized_end=1989
+  _globals['_ACCESSLOGENTRY']._serialized_start=1992
+  _globals['_ACCESSLOGENTRY']._serialized_end=2529
+  _globals['_LISTACCESSLOGREQUEST']._serialized_start=2531
+  _globals['_LISTACCESSLOGREQUEST']._serialized_end=2628
+  _globals['_LISTACCESSLOGRESPONSE']._serialized_start=2630
+  _globals['_LISTACCESSLOGRESPONSE']._serialized_end=2734
+  _globals['_VERIFYACCESSLOGREQUEST']._serialized_start=2736
+  _globals['_VERIFYACCESSLOGREQUEST']._serialized_end=2776
+  _globals['_VERIFYACCESSLOGRESPONSE']._serialized_start=2779
+  _globals['_VERIFYACCESSLOGRESPONSE']._serialized_end=2992
+  _globals['_WATCHFOLLOWUPSREQUEST']._serialized_start=2994
+  _globals['_WATCHFOLLOWUPSREQUEST']._serialized_end=3056
+  _globals['_WATCHFOLLOWUPSRESPONSE']._serialized_start=3058
+  _globals['_WATCHFOLLOWUPSRESPONSE']._serialized_end=3136
+  _globals['_ACCESSSERVICE']._serialized_start=3534
+  _globals['_ACCESSSERVICE']._serialized_end=4565
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,779 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+import builtins as _builtins
+import sys
+import typing as _typing
+
+if sys.version_info >= (3, 11):
+    from typing import TypeAlias as _TypeAlias, Never as _Never
+else:
+    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _DataKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DataKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DataKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DATA_KIND_UNSPECIFIED: _DataKind.ValueType  # 0
+    DATA_KIND_SERVICES_OVERVIEW: _DataKind.ValueType  # 1
+    """The overview of municipal services."""
+    DATA_KIND_VITAL_SIGNS: _DataKind.ValueType  # 2
+    """Vital signs and NEWS2 assessments."""
+    DATA_KIND_CONSENT: _DataKind.ValueType  # 3
+    """The patient's objection and blocks (log entries of consent changes)."""
+
+class DataKind(_DataKind, metaclass=_DataKindEnumTypeWrapper):
+    """What kind of patient data a decision is about."""
+
+DATA_KIND_UNSPECIFIED: DataKind.ValueType  # 0
+DATA_KIND_SERVICES_OVERVIEW: DataKind.ValueType  # 1
+"""The overview of municipal services."""
+DATA_KIND_VITAL_SIGNS: DataKind.ValueType  # 2
+"""Vital signs and NEWS2 assessments."""
+DATA_KIND_CONSENT: DataKind.ValueType  # 3
+"""The patient's objection and blocks (log entries of consent changes)."""
+Global___DataKind: _TypeAlias = DataKind  # noqa: Y015
+
+class _Action:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Action.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACTION_UNSPECIFIED: _Action.ValueType  # 0
+    ACTION_READ: _Action.ValueType  # 1
+    ACTION_WRITE: _Action.ValueType  # 2
+
+class Action(_Action, metaclass=_ActionEnumTypeWrapper): ...
+
+ACTION_UNSPECIFIED: Action.ValueType  # 0
+ACTION_READ: Action.ValueType  # 1
+ACTION_WRITE: Action.ValueType  # 2
+Global___Action: _TypeAlias = Action  # noqa: Y015
+
+class _Decision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Decision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DECISION_UNSPECIFIED: _Decision.ValueType  # 0
+    DECISION_ALLOWED: _Decision.ValueType  # 1
+    DECISION_DENIED: _Decision.ValueType  # 2
+
+class Decision(_Decision, metaclass=_DecisionEnumTypeWrapper): ...
+
+DECISION_UNSPECIFIED: Decision.ValueType  # 0
+DECISION_ALLOWED: Decision.ValueType  # 1
+DECISION_DENIED: Decision.ValueType  # 2
+Global___Decision: _TypeAlias = Decision  # noqa: Y015
+
+class _RegisteredBy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RegisteredByEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RegisteredBy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REGISTERED_BY_UNSPECIFIED: _RegisteredBy.ValueType  # 0
+    REGISTERED_BY_PATIENT: _RegisteredBy.ValueType  # 1
+    """The patient, with their own (citizen) token."""
+    REGISTERED_BY_CLINICIAN_ON_PATIENTS_REQUEST: _RegisteredBy.ValueType  # 2
+    """A clinician, on the patient's documented request."""
+
+class RegisteredBy(_RegisteredBy, metaclass=_RegisteredByEnumTypeWrapper):
+    """Who registered a consent change."""
+
+REGISTERED_BY_UNSPECIFIED: RegisteredBy.ValueType  # 0
+REGISTERED_BY_PATIENT: RegisteredBy.ValueType  # 1
+"""The patient, with their own (citizen) token."""
+REGISTERED_BY_CLINICIAN_ON_PATIENTS_REQUEST: RegisteredBy.ValueType  # 2
+"""A clinician, on the patient's documented request."""
+Global___RegisteredBy: _TypeAlias = RegisteredBy  # noqa: Y015
+
+@_typing.final
+class AuthorizeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    DATA_KIND_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    """Municipality number; empty means the caller's own."""
+    patient_id: _builtins.str
+    """Fødselsnummer or D-number, 11 digits."""
+    data_kind: Global___DataKind.ValueType
+    """DATA_KIND_SERVICES_OVERVIEW or DATA_KIND_VITAL_SIGNS."""
+    action: Global___Action.ValueType
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+        data_kind: Global___DataKind.ValueType = ...,
+        action: Global___Action.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "data_kind", b"data_kind", "patient_id", b"patient_id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorizeRequest: _TypeAlias = AuthorizeRequest  # noqa: Y015
+
+@_typing.final
+class AuthorizeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISION_ID_FIELD_NUMBER: _builtins.int
+    LOG_SEQUENCE_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
+    PURPOSE_OF_USE_FIELD_NUMBER: _builtins.int
+    BREAK_THE_GLASS_FIELD_NUMBER: _builtins.int
+    OVERRODE_OBJECTION_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
+    decision_id: _builtins.str
+    """The access log entry of this decision."""
+    log_sequence: _builtins.int
+    """Its position in the tenant's access log."""
+    tenant: _builtins.str
+    """The tenant the decision applies to (resolved when the request left it empty)."""
+    purpose_of_use: _builtins.str
+    """TREAT, ETREAT, COC or BTG, from the token's attestation."""
+    break_the_glass: _builtins.bool
+    """True when the access was granted under break the glass; it is flagged for follow-up."""
+    overrode_objection: _builtins.bool
+    """True when the patient has objected and only break the glass let the access through."""
+    @_builtins.property
+    def decided_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        decision_id: _builtins.str = ...,
+        log_sequence: _builtins.int = ...,
+        tenant: _builtins.str = ...,
+        purpose_of_use: _builtins.str = ...,
+        break_the_glass: _builtins.bool = ...,
+        overrode_objection: _builtins.bool = ...,
+        decided_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["break_the_glass", b"break_the_glass", "decided_at", b"decided_at", "decision_id", b"decision_id", "log_sequence", b"log_sequence", "overrode_objection", b"overrode_objection", "purpose_of_use", b"purpose_of_use", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorizeResponse: _TypeAlias = AuthorizeResponse  # noqa: Y015
+
+@_typing.final
+class Actor(_message.Message):
+    """The person or system that made or was subject to a decision. Names and numbers, no clinical content."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HPR_NUMBER_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ORGANISATION_NUMBER_FIELD_NUMBER: _builtins.int
+    UNIT_ORGANISATION_NUMBER_FIELD_NUMBER: _builtins.int
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    IS_PATIENT_FIELD_NUMBER: _builtins.int
+    hpr_number: _builtins.str
+    """HPR number of the clinician; empty for a system or a patient."""
+    name: _builtins.str
+    """The person's name when the token carries it."""
+    organisation_number: _builtins.str
+    """The legal entity the caller acts for."""
+    unit_organisation_number: _builtins.str
+    """The unit (child organisation), when the token names one."""
+    client_id: _builtins.str
+    """The calling system (HelseID client id)."""
+    is_patient: _builtins.bool
+    """True when the patient acted themself."""
+    def __init__(
+        self,
+        *,
+        hpr_number: _builtins.str = ...,
+        name: _builtins.str = ...,
+        organisation_number: _builtins.str = ...,
+        unit_organisation_number: _builtins.str = ...,
+        client_id: _builtins.str = ...,
+        is_patient: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "hpr_number", b"hpr_number", "is_patient", b"is_patient", "name", b"name", "organisation_number", b"organisation_number", "unit_organisation_number", b"unit_organisation_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Actor: _TypeAlias = Actor  # noqa: Y015
+
+@_typing.final
+class Objection(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    REGISTERED_AT_FIELD_NUMBER: _builtins.int
+    REGISTERED_BY_FIELD_NUMBER: _builtins.int
+    REGISTERED_BY_ACTOR_FIELD_NUMBER: _builtins.int
+    DOCUMENTED_REQUEST_FIELD_NUMBER: _builtins.int
+    patient_id: _builtins.str
+    registered_by: Global___RegisteredBy.ValueType
+    documented_request: _builtins.str
+    """Where the patient's request is documented, when a clinician registered it."""
+    @_builtins.property
+    def registered_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def registered_by_actor(self) -> Global___Actor: ...
+    def __init__(
+        self,
+        *,
+        patient_id: _builtins.str = ...,
+        registered_at: _timestamp_pb2.Timestamp | None = ...,
+        registered_by: Global___RegisteredBy.ValueType = ...,
+        registered_by_actor: Global___Actor | None = ...,
+        documented_request: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["registered_at", b"registered_at", "registered_by_actor", b"registered_by_actor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["documented_request", b"documented_request", "patient_id", b"patient_id", "registered_at", b"registered_at", "registered_by", b"registered_by", "registered_by_actor", b"registered_by_actor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Objection: _TypeAlias = Objection  # noqa: Y015
+
+@_typing.final
+class PractitionerBlock(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    HPR_NUMBER_FIELD_NUMBER: _builtins.int
+    REGISTERED_AT_FIELD_NUMBER: _builtins.int
+    REGISTERED_BY_FIELD_NUMBER: _builtins.int
+    REGISTERED_BY_ACTOR_FIELD_NUMBER: _builtins.int
+    DOCUMENTED_REQUEST_FIELD_NUMBER: _builtins.int
+    patient_id: _builtins.str
+    hpr_number: _builtins.str
+    """The blocked clinician."""
+    registered_by: Global___RegisteredBy.ValueType
+    documented_request: _builtins.str
+    @_builtins.property
+    def registered_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def registered_by_actor(self) -> Global___Actor: ...
+    def __init__(
+        self,
+        *,
+        patient_id: _builtins.str = ...,
+        hpr_number: _builtins.str = ...,
+        registered_at: _timestamp_pb2.Timestamp | None = ...,
+        registered_by: Global___RegisteredBy.ValueType = ...,
+        registered_by_actor: Global___Actor | None = ...,
+        documented_request: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["registered_at", b"registered_at", "registered_by_actor", b"registered_by_actor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["documented_request", b"documented_request", "hpr_number", b"hpr_number", "patient_id", b"patient_id", "registered_at", b"registered_at", "registered_by", b"registered_by", "registered_by_actor", b"registered_by_actor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PractitionerBlock: _TypeAlias = PractitionerBlock  # noqa: Y015
+
+@_typing.final
+class RegisterObjectionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    DOCUMENTED_REQUEST_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    patient_id: _builtins.str
+    documented_request: _builtins.str
+    """Required when a clinician acts on the patient's request: where that request is documented (e.g. a
+    journal note reference). Ignored for the patient's own token. No clinical content.
+    """
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+        documented_request: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["documented_request", b"documented_request", "patient_id", b"patient_id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterObjectionRequest: _TypeAlias = RegisterObjectionRequest  # noqa: Y015
+
+@_typing.final
+class RegisterObjectionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBJECTION_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    changed: _builtins.bool
+    """False when the objection was already registered (nothing changed)."""
+    @_builtins.property
+    def objection(self) -> Global___Objection: ...
+    def __init__(
+        self,
+        *,
+        objection: Global___Objection | None = ...,
+        changed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["objection", b"objection"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "objection", b"objection"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterObjectionResponse: _TypeAlias = RegisterObjectionResponse  # noqa: Y015
+
+@_typing.final
+class WithdrawObjectionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    DOCUMENTED_REQUEST_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    patient_id: _builtins.str
+    documented_request: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+        documented_request: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["documented_request", b"documented_request", "patient_id", b"patient_id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WithdrawObjectionRequest: _TypeAlias = WithdrawObjectionRequest  # noqa: Y015
+
+@_typing.final
+class WithdrawObjectionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGED_FIELD_NUMBER: _builtins.int
+    changed: _builtins.bool
+    """False when there was no objection to withdraw."""
+    def __init__(
+        self,
+        *,
+        changed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WithdrawObjectionResponse: _TypeAlias = WithdrawObjectionResponse  # noqa: Y015
+
+@_typing.final
+class BlockPractitionerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    HPR_NUMBER_FIELD_NUMBER: _builtins.int
+    DOCUMENTED_REQUEST_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    patient_id: _builtins.str
+    hpr_number: _builtins.str
+    """The clinician to block."""
+    documented_request: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+        hpr_number: _builtins.str = ...,
+        documented_request: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["documented_request", b"documented_request", "hpr_number", b"hpr_number", "patient_id", b"patient_id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BlockPractitionerRequest: _TypeAlias = BlockPractitionerRequest  # noqa: Y015
+
+@_typing.final
+class BlockPractitionerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BLOCK_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    changed: _builtins.bool
+    """False when the clinician was already blocked."""
+    @_builtins.property
+    def block(self) -> Global___PractitionerBlock: ...
+    def __init__(
+        self,
+        *,
+        block: Global___PractitionerBlock | None = ...,
+        changed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["block", b"block"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "changed", b"changed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BlockPractitionerResponse: _TypeAlias = BlockPractitionerResponse  # noqa: Y015
+
+@_typing.final
+class UnblockPractitionerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    HPR_NUMBER_FIELD_NUMBER: _builtins.int
+    DOCUMENTED_REQUEST_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    patient_id: _builtins.str
+    hpr_number: _builtins.str
+    documented_request: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+        hpr_number: _builtins.str = ...,
+        documented_request: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["documented_request", b"documented_request", "hpr_number", b"hpr_number", "patient_id", b"patient_id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnblockPractitionerRequest: _TypeAlias = UnblockPractitionerRequest  # noqa: Y015
+
+@_typing.final
+class UnblockPractitionerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGED_FIELD_NUMBER: _builtins.int
+    changed: _builtins.bool
+    """False when the clinician was not blocked."""
+    def __init__(
+        self,
+        *,
+        changed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnblockPractitionerResponse: _TypeAlias = UnblockPractitionerResponse  # noqa: Y015
+
+@_typing.final
+class GetConsentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    patient_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["patient_id", b"patient_id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetConsentRequest: _TypeAlias = GetConsentRequest  # noqa: Y015
+
+@_typing.final
+class GetConsentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBJECTION_FIELD_NUMBER: _builtins.int
+    BLOCKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def objection(self) -> Global___Objection:
+        """Absent when the patient has not objected."""
+
+    @_builtins.property
+    def blocks(self) -> _containers.RepeatedCompositeFieldContainer[Global___PractitionerBlock]: ...
+    def __init__(
+        self,
+        *,
+        objection: Global___Objection | None = ...,
+        blocks: _abc.Iterable[Global___PractitionerBlock] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["objection", b"objection"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocks", b"blocks", "objection", b"objection"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetConsentResponse: _TypeAlias = GetConsentResponse  # noqa: Y015
+
+@_typing.final
+class AccessLogEntry(_message.Message):
+    """One decision or consent change. Holds who, when, why and what kind of data — never clinical content."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_ID_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    PURPOSE_OF_USE_FIELD_NUMBER: _builtins.int
+    DECISION_REF_FIELD_NUMBER: _builtins.int
+    DATA_KIND_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    BREAK_THE_GLASS_FIELD_NUMBER: _builtins.int
+    FOLLOW_UP_FIELD_NUMBER: _builtins.int
+    ON_PATIENTS_REQUEST_FIELD_NUMBER: _builtins.int
+    SUBJECT_HPR_NUMBER_FIELD_NUMBER: _builtins.int
+    ENTRY_HASH_FIELD_NUMBER: _builtins.int
+    PREVIOUS_HASH_FIELD_NUMBER: _builtins.int
+    entry_id: _builtins.str
+    sequence: _builtins.int
+    """Position in the tenant's chain: 1, 2, 3, … without gaps."""
+    tenant: _builtins.str
+    patient_id: _builtins.str
+    purpose_of_use: _builtins.str
+    """TREAT, ETREAT, COC, BTG; empty when the token had no attestation."""
+    decision_ref: _builtins.str
+    """The attestation's decision reference (care_relationship.decision_ref.id), when given."""
+    data_kind: Global___DataKind.ValueType
+    action: Global___Action.ValueType
+    decision: Global___Decision.ValueType
+    reason: _builtins.str
+    """Why it was denied (an ErrorInfo reason), or for consent entries what changed
+    (OBJECTION_REGISTERED, OBJECTION_WITHDRAWN, PRACTITIONER_BLOCKED, PRACTITIONER_UNBLOCKED).
+    """
+    break_the_glass: _builtins.bool
+    follow_up: _builtins.bool
+    """Sent to the privacy officer's follow-up stream."""
+    on_patients_request: _builtins.bool
+    """For consent entries: a clinician acted on the patient's documented request."""
+    subject_hpr_number: _builtins.str
+    """For consent entries about a block: the clinician blocked or unblocked."""
+    entry_hash: _builtins.str
+    """SHA-256 of the previous entry's hash and this entry's content, hex."""
+    previous_hash: _builtins.str
+    @_builtins.property
+    def decided_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def actor(self) -> Global___Actor: ...
+    def __init__(
+        self,
+        *,
+        entry_id: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        decided_at: _timestamp_pb2.Timestamp | None = ...,
+        tenant: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+        actor: Global___Actor | None = ...,
+        purpose_of_use: _builtins.str = ...,
+        decision_ref: _builtins.str = ...,
+        data_kind: Global___DataKind.ValueType = ...,
+        action: Global___Action.ValueType = ...,
+        decision: Global___Decision.ValueType = ...,
+        reason: _builtins.str = ...,
+        break_the_glass: _builtins.bool = ...,
+        follow_up: _builtins.bool = ...,
+        on_patients_request: _builtins.bool = ...,
+        subject_hpr_number: _builtins.str = ...,
+        entry_hash: _builtins.str = ...,
+        previous_hash: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "decided_at", b"decided_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "break_the_glass", b"break_the_glass", "data_kind", b"data_kind", "decided_at", b"decided_at", "decision", b"decision", "decision_ref", b"decision_ref", "entry_hash", b"entry_hash", "entry_id", b"entry_id", "follow_up", b"follow_up", "on_patients_request", b"on_patients_request", "patient_id", b"patient_id", "previous_hash", b"previous_hash", "purpose_of_use", b"purpose_of_use", "reason", b"reason", "sequence", b"sequence", "subject_hpr_number", b"subject_hpr_number", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccessLogEntry: _TypeAlias = AccessLogEntry  # noqa: Y015
+
+@_typing.final
+class ListAccessLogRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    patient_id: _builtins.str
+    page_size: _builtins.int
+    """At most this many entries (default 50, at most 500)."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "patient_id", b"patient_id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAccessLogRequest: _TypeAlias = ListAccessLogRequest  # noqa: Y015
+
+@_typing.final
+class ListAccessLogResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccessLogEntry]:
+        """Newest first."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___AccessLogEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAccessLogResponse: _TypeAlias = ListAccessLogResponse  # noqa: Y015
+
+@_typing.final
+class VerifyAccessLogRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyAccessLogRequest: _TypeAlias = VerifyAccessLogRequest  # noqa: Y015
+
+@_typing.final
+class VerifyAccessLogResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTACT_FIELD_NUMBER: _builtins.int
+    ENTRIES_CHECKED_FIELD_NUMBER: _builtins.int
+    FIRST_BROKEN_SEQUENCE_FIELD_NUMBER: _builtins.int
+    FIRST_BROKEN_ENTRY_ID_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    HEAD_HASH_FIELD_NUMBER: _builtins.int
+    VERIFIED_AT_FIELD_NUMBER: _builtins.int
+    intact: _builtins.bool
+    """True when every entry's hash matches its content and its predecessor, with no gaps."""
+    entries_checked: _builtins.int
+    first_broken_sequence: _builtins.int
+    """The first entry that fails, when not intact."""
+    first_broken_entry_id: _builtins.str
+    problem: _builtins.str
+    """What is wrong with it: HASH_MISMATCH, CHAIN_BROKEN (previous hash differs) or SEQUENCE_GAP."""
+    head_hash: _builtins.str
+    """The hash of the last entry checked, hex: publish it to make later truncation detectable."""
+    @_builtins.property
+    def verified_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        intact: _builtins.bool = ...,
+        entries_checked: _builtins.int = ...,
+        first_broken_sequence: _builtins.int = ...,
+        first_broken_entry_id: _builtins.str = ...,
+        problem: _builtins.str = ...,
+        head_hash: _builtins.str = ...,
+        verified_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["verified_at", b"verified_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries_checked", b"entries_checked", "first_broken_entry_id", b"first_broken_entry_id", "first_broken_sequence", b"first_broken_sequence", "head_hash", b"head_hash", "intact", b"intact", "problem", b"problem", "verified_at", b"verified_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyAccessLogResponse: _TypeAlias = VerifyAccessLogResponse  # noqa: Y015
+
+@_typing.final
+class WatchFollowUpsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    FROM_SEQUENCE_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    from_sequence: _builtins.int
+    """Entries with a sequence greater than this; 0 streams all."""
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        from_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_sequence", b"from_sequence", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchFollowUpsRequest: _TypeAlias = WatchFollowUpsRequest  # noqa: Y015
+
+@_typing.final
+class WatchFollowUpsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entry(self) -> Global___AccessLogEntry:
+        """Its sequence is the position to resume from."""
+
+    def __init__(
+        self,
+        *,
+        entry: Global___AccessLogEntry | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchFollowUpsResponse: _TypeAlias = WatchFollowUpsResponse  # noqa: Y015

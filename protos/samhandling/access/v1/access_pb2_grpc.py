@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from samhandling.access.v1 import access_pb2 as samhandling_dot_access_dot_v1_dot_access__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -25,7 +26,12 @@ if _version_not_supported:
 
 
 class AccessServiceStub:
-    """Access decisions, patient objections and blocks, break the glass, and the tamper-evident access log. Its RPCs arrive with the access issue; today it serves health and reflection.
+    """Access decisions, patient objections and blocks, break the glass, and the tamper-evident access log.
+
+    Every request names its tenant: the municipality number (four digits) of the collaboration area
+    whose data is concerned. Empty means the caller's own, the one its token's organisation belongs to.
+    In phase 1 a caller may only reach its own tenant; anything else is PERMISSION_DENIED (reason
+    TENANT_MISMATCH), and the attempt is logged in the named tenant's access log.
     """
 
     def __init__(self, channel):
@@ -34,15 +40,184 @@ class AccessServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Authorize = channel.unary_unary(
+                '/samhandling.access.v1.AccessService/Authorize',
+                request_serializer=samhandling_dot_access_dot_v1_dot_access__pb2.AuthorizeRequest.SerializeToString,
+                response_deserializer=samhandling_dot_access_dot_v1_dot_access__pb2.AuthorizeResponse.FromString,
+                _registered_method=True)
+        self.RegisterObjection = channel.unary_unary(
+                '/samhandling.access.v1.AccessService/RegisterObjection',
+                request_serializer=samhandling_dot_access_dot_v1_dot_access__pb2.RegisterObjectionRequest.SerializeToString,
+                response_deserializer=samhandling_dot_access_dot_v1_dot_access__pb2.RegisterObjectionResponse.FromString,
+                _registered_method=True)
+        self.WithdrawObjection = channel.unary_unary(
+                '/samhandling.access.v1.AccessService/WithdrawObjection',
+                request_serializer=samhandling_dot_access_dot_v1_dot_access__pb2.WithdrawObjectionRequest.SerializeToString,
+                response_deserializer=samhandling_dot_access_dot_v1_dot_access__pb2.WithdrawObjectionResponse.FromString,
+                _registered_method=True)
+        self.BlockPractitioner = channel.unary_unary(
+                '/samhandling.access.v1.AccessService/BlockPractitioner',
+                request_serializer=samhandling_dot_access_dot_v1_dot_access__pb2.BlockPractitionerRequest.SerializeToString,
+                response_deserializer=samhandling_dot_access_dot_v1_dot_access__pb2.BlockPractitionerResponse.FromString,
+                _registered_method=True)
+        self.UnblockPractitioner = channel.unary_unary(
+                '/samhandling.access.v1.AccessService/UnblockPractitioner',
+                request_serializer=samhandling_dot_access_dot_v1_dot_access__pb2.UnblockPractitionerRequest.SerializeToString,
+                response_deserializer=samhandling_dot_access_dot_v1_dot_access__pb2.UnblockPractitionerResponse.FromString,
+                _registered_method=True)
+        self.GetConsent = channel.unary_unary(
+                '/samhandling.access.v1.AccessService/GetConsent',
+                request_serializer=samhandling_dot_access_dot_v1_dot_access__pb2.GetConsentRequest.SerializeToString,
+                response_deserializer=samhandling_dot_access_dot_v1_dot_access__pb2.GetConsentResponse.FromString,
+                _registered_method=True)
+        self.ListAccessLog = channel.unary_unary(
+                '/samhandling.access.v1.AccessService/ListAccessLog',
+                request_serializer=samhandling_dot_access_dot_v1_dot_access__pb2.ListAccessLogRequest.SerializeToString,
+                response_deserializer=samhandling_dot_access_dot_v1_dot_access__pb2.ListAccessLogResponse.FromString,
+                _registered_method=True)
+        self.VerifyAccessLog = channel.unary_unary(
+                '/samhandling.access.v1.AccessService/VerifyAccessLog',
+                request_serializer=samhandling_dot_access_dot_v1_dot_access__pb2.VerifyAccessLogRequest.SerializeToString,
+                response_deserializer=samhandling_dot_access_dot_v1_dot_access__pb2.VerifyAccessLogResponse.FromString,
+                _registered_method=True)
+        self.WatchFollowUps = channel.unary_stream(
+                '/samhandling.access.v1.AccessService/WatchFollowUps',
+                request_serializer=samhandling_dot_access_dot_v1_dot_access__pb2.WatchFollowUpsRequest.SerializeToString,
+                response_deserializer=samhandling_dot_access_dot_v1_dot_access__pb2.WatchFollowUpsResponse.FromString,
+                _registered_method=True)
 
 
 class AccessServiceServicer:
-    """Access decisions, patient objections and blocks, break the glass, and the tamper-evident access log. Its RPCs arrive with the access issue; today it serves health and reflection.
+    """Access decisions, patient objections and blocks, break the glass, and the tamper-evident access log.
+
+    Every request names its tenant: the municipality number (four digits) of the collaboration area
+    whose data is concerned. Empty means the caller's own, the one its token's organisation belongs to.
+    In phase 1 a caller may only reach its own tenant; anything else is PERMISSION_DENIED (reason
+    TENANT_MISMATCH), and the attempt is logged in the named tenant's access log.
     """
+
+    def Authorize(self, request, context):
+        """Decides whether the caller (the bearer token) may read or write one kind of a patient's data, and
+        writes the decision to the tenant's access log before answering. The overview and news2 services
+        call it before every patient-data read or write, forwarding the end user's token.
+
+        Allowed: OK with the decision. Denied: PERMISSION_DENIED with an ErrorInfo whose reason is one of
+        TENANT_MISMATCH, PATIENT_NOT_IN_ATTESTATION, PURPOSE_NOT_ALLOWED, PRACTITIONER_BLOCKED,
+        PATIENT_OBJECTED, and whose metadata holds the log entry id (decision_id). When the decision cannot
+        be logged, UNAVAILABLE: access is never granted unlogged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterObjection(self, request, context):
+        """The patient objects to sharing through the collaboration service. Idempotent: objecting again
+        keeps the first registration.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WithdrawObjection(self, request, context):
+        """Withdraws the patient's objection. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BlockPractitioner(self, request, context):
+        """The patient blocks a named clinician (HPR number); the block holds even under break the glass.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnblockPractitioner(self, request, context):
+        """Lifts a block. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsent(self, request, context):
+        """The patient's current objection and blocks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccessLog(self, request, context):
+        """The patient's access log, newest first, paged: every decision about their data, allowed or denied,
+        and every change to their objection and blocks. Only the patient (citizen token) or the tenant's
+        privacy officer may read it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyAccessLog(self, request, context):
+        """Recomputes the tenant's hash chain and reports the first broken entry, if any.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchFollowUps(self, request, context):
+        """Break-the-glass decisions for the tenant's privacy officer: every entry flagged for follow-up
+        after from_sequence, then live ones as they are logged. Resume with the last sequence received.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
 
 def add_AccessServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Authorize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Authorize,
+                    request_deserializer=samhandling_dot_access_dot_v1_dot_access__pb2.AuthorizeRequest.FromString,
+                    response_serializer=samhandling_dot_access_dot_v1_dot_access__pb2.AuthorizeResponse.SerializeToString,
+            ),
+            'RegisterObjection': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterObjection,
+                    request_deserializer=samhandling_dot_access_dot_v1_dot_access__pb2.RegisterObjectionRequest.FromString,
+                    response_serializer=samhandling_dot_access_dot_v1_dot_access__pb2.RegisterObjectionResponse.SerializeToString,
+            ),
+            'WithdrawObjection': grpc.unary_unary_rpc_method_handler(
+                    servicer.WithdrawObjection,
+                    request_deserializer=samhandling_dot_access_dot_v1_dot_access__pb2.WithdrawObjectionRequest.FromString,
+                    response_serializer=samhandling_dot_access_dot_v1_dot_access__pb2.WithdrawObjectionResponse.SerializeToString,
+            ),
+            'BlockPractitioner': grpc.unary_unary_rpc_method_handler(
+                    servicer.BlockPractitioner,
+                    request_deserializer=samhandling_dot_access_dot_v1_dot_access__pb2.BlockPractitionerRequest.FromString,
+                    response_serializer=samhandling_dot_access_dot_v1_dot_access__pb2.BlockPractitionerResponse.SerializeToString,
+            ),
+            'UnblockPractitioner': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnblockPractitioner,
+                    request_deserializer=samhandling_dot_access_dot_v1_dot_access__pb2.UnblockPractitionerRequest.FromString,
+                    response_serializer=samhandling_dot_access_dot_v1_dot_access__pb2.UnblockPractitionerResponse.SerializeToString,
+            ),
+            'GetConsent': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsent,
+                    request_deserializer=samhandling_dot_access_dot_v1_dot_access__pb2.GetConsentRequest.FromString,
+                    response_serializer=samhandling_dot_access_dot_v1_dot_access__pb2.GetConsentResponse.SerializeToString,
+            ),
+            'ListAccessLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccessLog,
+                    request_deserializer=samhandling_dot_access_dot_v1_dot_access__pb2.ListAccessLogRequest.FromString,
+                    response_serializer=samhandling_dot_access_dot_v1_dot_access__pb2.ListAccessLogResponse.SerializeToString,
+            ),
+            'VerifyAccessLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyAccessLog,
+                    request_deserializer=samhandling_dot_access_dot_v1_dot_access__pb2.VerifyAccessLogRequest.FromString,
+                    response_serializer=samhandling_dot_access_dot_v1_dot_access__pb2.VerifyAccessLogResponse.SerializeToString,
+            ),
+            'WatchFollowUps': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchFollowUps,
+                    request_deserializer=samhandling_dot_access_dot_v1_dot_access__pb2.WatchFollowUpsRequest.FromString,
+                    response_serializer=samhandling_dot_access_dot_v1_dot_access__pb2.WatchFollowUpsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'samhandling.access.v1.AccessService', rpc_method_handlers)
@@ -52,5 +227,253 @@ def add_AccessServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AccessService:
-    """Access decisions, patient objections and blocks, break the glass, and the tamper-evident access log. Its RPCs arrive with the access issue; today it serves health and reflection.
+    """Access decisions, patient objections and blocks, break the glass, and the tamper-evident access log.
+
+    Every request names its tenant: the municipality number (four digits) of the collaboration area
+    whose data is concerned. Empty means the caller's own, the one its token's organisation belongs to.
+    In phase 1 a caller may only reach its own tenant; anything else is PERMISSION_DENIED (reason
+    TENANT_MISMATCH), and the attempt is logged in the named tenant's access log.
     """
+
+    @staticmethod
+    def Authorize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samhandling.access.v1.AccessService/Authorize',
+            samhandling_dot_access_dot_v1_dot_access__pb2.AuthorizeRequest.SerializeToString,
+            samhandling_dot_access_dot_v1_dot_access__pb2.AuthorizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterObjection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samhandling.access.v1.AccessService/RegisterObjection',
+            samhandling_dot_access_dot_v1_dot_access__pb2.RegisterObjectionRequest.SerializeToString,
+            samhandling_dot_access_dot_v1_dot_access__pb2.RegisterObjectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WithdrawObjection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samhandling.access.v1.AccessService/WithdrawObjection',
+            samhandling_dot_access_dot_v1_dot_access__pb2.WithdrawObjectionRequest.SerializeToString,
+            samhandling_dot_access_dot_v1_dot_access__pb2.WithdrawObjectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BlockPractitioner(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samhandling.access.v1.AccessService/BlockPractitioner',
+            samhandling_dot_access_dot_v1_dot_access__pb2.BlockPractitionerRequest.SerializeToString,
+            samhandling_dot_access_dot_v1_dot_access__pb2.BlockPractitionerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnblockPractitioner(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samhandling.access.v1.AccessService/UnblockPractitioner',
+            samhandling_dot_access_dot_v1_dot_access__pb2.UnblockPractitionerRequest.SerializeToString,
+            samhandling_dot_access_dot_v1_dot_access__pb2.UnblockPractitionerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samhandling.access.v1.AccessService/GetConsent',
+            samhandling_dot_access_dot_v1_dot_access__pb2.GetConsentRequest.SerializeToString,
+            samhandling_dot_access_dot_v1_dot_access__pb2.GetConsentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccessLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samhandling.access.v1.AccessService/ListAccessLog',
+            samhandling_dot_access_dot_v1_dot_access__pb2.ListAccessLogRequest.SerializeToString,
+            samhandling_dot_access_dot_v1_dot_access__pb2.ListAccessLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyAccessLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samhandling.access.v1.AccessService/VerifyAccessLog',
+            samhandling_dot_access_dot_v1_dot_access__pb2.VerifyAccessLogRequest.SerializeToString,
+            samhandling_dot_access_dot_v1_dot_access__pb2.VerifyAccessLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchFollowUps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/samhandling.access.v1.AccessService/WatchFollowUps',
+            samhandling_dot_access_dot_v1_dot_access__pb2.WatchFollowUpsRequest.SerializeToString,
+            samhandling_dot_access_dot_v1_dot_access__pb2.WatchFollowUpsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from samhandling.access.v1 import access_pb2 as _access_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -26,22 +27,191 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class AccessServiceStub:
-    """Access decisions, patient objections and blocks, break the glass, and the tamper-evident access log. Its RPCs arrive with the access issue; today it serves health and reflection."""
+    """Access decisions, patient objections and blocks, break the glass, and the tamper-evident access log.
+
+    Every request names its tenant: the municipality number (four digits) of the collaboration area
+    whose data is concerned. Empty means the caller's own, the one its token's organisation belongs to.
+    In phase 1 a caller may only reach its own tenant; anything else is PERMISSION_DENIED (reason
+    TENANT_MISMATCH), and the attempt is logged in the named tenant's access log.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AccessServiceAsyncStub: ...
+    Authorize: _grpc.UnaryUnaryMultiCallable[_access_pb2.AuthorizeRequest, _access_pb2.AuthorizeResponse]
+    """Decides whether the caller (the bearer token) may read or write one kind of a patient's data, and
+    writes the decision to the tenant's access log before answering. The overview and news2 services
+    call it before every patient-data read or write, forwarding the end user's token.
+
+    Allowed: OK with the decision. Denied: PERMISSION_DENIED with an ErrorInfo whose reason is one of
+    TENANT_MISMATCH, PATIENT_NOT_IN_ATTESTATION, PURPOSE_NOT_ALLOWED, PRACTITIONER_BLOCKED,
+    PATIENT_OBJECTED, and whose metadata holds the log entry id (decision_id). When the decision cannot
+    be logged, UNAVAILABLE: access is never granted unlogged.
+    """
+    RegisterObjection: _grpc.UnaryUnaryMultiCallable[_access_pb2.RegisterObjectionRequest, _access_pb2.RegisterObjectionResponse]
+    """The patient objects to sharing through the collaboration service. Idempotent: objecting again
+    keeps the first registration.
+    """
+    WithdrawObjection: _grpc.UnaryUnaryMultiCallable[_access_pb2.WithdrawObjectionRequest, _access_pb2.WithdrawObjectionResponse]
+    """Withdraws the patient's objection. Idempotent."""
+    BlockPractitioner: _grpc.UnaryUnaryMultiCallable[_access_pb2.BlockPractitionerRequest, _access_pb2.BlockPractitionerResponse]
+    """The patient blocks a named clinician (HPR number); the block holds even under break the glass."""
+    UnblockPractitioner: _grpc.UnaryUnaryMultiCallable[_access_pb2.UnblockPractitionerRequest, _access_pb2.UnblockPractitionerResponse]
+    """Lifts a block. Idempotent."""
+    GetConsent: _grpc.UnaryUnaryMultiCallable[_access_pb2.GetConsentRequest, _access_pb2.GetConsentResponse]
+    """The patient's current objection and blocks."""
+    ListAccessLog: _grpc.UnaryUnaryMultiCallable[_access_pb2.ListAccessLogRequest, _access_pb2.ListAccessLogResponse]
+    """The patient's access log, newest first, paged: every decision about their data, allowed or denied,
+    and every change to their objection and blocks. Only the patient (citizen token) or the tenant's
+    privacy officer may read it.
+    """
+    VerifyAccessLog: _grpc.UnaryUnaryMultiCallable[_access_pb2.VerifyAccessLogRequest, _access_pb2.VerifyAccessLogResponse]
+    """Recomputes the tenant's hash chain and reports the first broken entry, if any."""
+    WatchFollowUps: _grpc.UnaryStreamMultiCallable[_access_pb2.WatchFollowUpsRequest, _access_pb2.WatchFollowUpsResponse]
+    """Break-the-glass decisions for the tenant's privacy officer: every entry flagged for follow-up
+    after from_sequence, then live ones as they are logged. Resume with the last sequence received.
+    """
 
 @_typing.type_check_only
 class AccessServiceAsyncStub(AccessServiceStub):
-    """Access decisions, patient objections and blocks, break the glass, and the tamper-evident access log. Its RPCs arrive with the access issue; today it serves health and reflection."""
+    """Access decisions, patient objections and blocks, break the glass, and the tamper-evident access log.
+
+    Every request names its tenant: the municipality number (four digits) of the collaboration area
+    whose data is concerned. Empty means the caller's own, the one its token's organisation belongs to.
+    In phase 1 a caller may only reach its own tenant; anything else is PERMISSION_DENIED (reason
+    TENANT_MISMATCH), and the attempt is logged in the named tenant's access log.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    Authorize: _aio.UnaryUnaryMultiCallable[_access_pb2.AuthorizeRequest, _access_pb2.AuthorizeResponse]  # type: ignore[assignment]
+    """Decides whether the caller (the bearer token) may read or write one kind of a patient's data, and
+    writes the decision to the tenant's access log before answering. The overview and news2 services
+    call it before every patient-data read or write, forwarding the end user's token.
+
+    Allowed: OK with the decision. Denied: PERMISSION_DENIED with an ErrorInfo whose reason is one of
+    TENANT_MISMATCH, PATIENT_NOT_IN_ATTESTATION, PURPOSE_NOT_ALLOWED, PRACTITIONER_BLOCKED,
+    PATIENT_OBJECTED, and whose metadata holds the log entry id (decision_id). When the decision cannot
+    be logged, UNAVAILABLE: access is never granted unlogged.
+    """
+    RegisterObjection: _aio.UnaryUnaryMultiCallable[_access_pb2.RegisterObjectionRequest, _access_pb2.RegisterObjectionResponse]  # type: ignore[assignment]
+    """The patient objects to sharing through the collaboration service. Idempotent: objecting again
+    keeps the first registration.
+    """
+    WithdrawObjection: _aio.UnaryUnaryMultiCallable[_access_pb2.WithdrawObjectionRequest, _access_pb2.WithdrawObjectionResponse]  # type: ignore[assignment]
+    """Withdraws the patient's objection. Idempotent."""
+    BlockPractitioner: _aio.UnaryUnaryMultiCallable[_access_pb2.BlockPractitionerRequest, _access_pb2.BlockPractitionerResponse]  # type: ignore[assignment]
+    """The patient blocks a named clinician (HPR number); the block holds even under break the glass."""
+    UnblockPractitioner: _aio.UnaryUnaryMultiCallable[_access_pb2.UnblockPractitionerRequest, _access_pb2.UnblockPractitionerResponse]  # type: ignore[assignment]
+    """Lifts a block. Idempotent."""
+    GetConsent: _aio.UnaryUnaryMultiCallable[_access_pb2.GetConsentRequest, _access_pb2.GetConsentResponse]  # type: ignore[assignment]
+    """The patient's current objection and blocks."""
+    ListAccessLog: _aio.UnaryUnaryMultiCallable[_access_pb2.ListAccessLogRequest, _access_pb2.ListAccessLogResponse]  # type: ignore[assignment]
+    """The patient's access log, newest first, paged: every decision about their data, allowed or denied,
+    and every change to their objection and blocks. Only the patient (citizen token) or the tenant's
+    privacy officer may read it.
+    """
+    VerifyAccessLog: _aio.UnaryUnaryMultiCallable[_access_pb2.VerifyAccessLogRequest, _access_pb2.VerifyAccessLogResponse]  # type: ignore[assignment]
+    """Recomputes the tenant's hash chain and reports the first broken entry, if any."""
+    WatchFollowUps: _aio.UnaryStreamMultiCallable[_access_pb2.WatchFollowUpsRequest, _access_pb2.WatchFollowUpsResponse]  # type: ignore[assignment]
+    """Break-the-glass decisions for the tenant's privacy officer: every entry flagged for follow-up
+    after from_sequence, then live ones as they are logged. Resume with the last sequence received.
+    """
 
 class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Access decisions, patient objections and blocks, break the glass, and the tamper-evident access log. Its RPCs arrive with the access issue; today it serves health and reflection."""
+    """Access decisions, patient objections and blocks, break the glass, and the tamper-evident access log.
 
-    ...
+    Every request names its tenant: the municipality number (four digits) of the collaboration area
+    whose data is concerned. Empty means the caller's own, the one its token's organisation belongs to.
+    In phase 1 a caller may only reach its own tenant; anything else is PERMISSION_DENIED (reason
+    TENANT_MISMATCH), and the attempt is logged in the named tenant's access log.
+    """
+
+    @_abc_1.abstractmethod
+    def Authorize(
+        self,
+        request: _access_pb2.AuthorizeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.AuthorizeResponse, _abc.Awaitable[_access_pb2.AuthorizeResponse]]:
+        """Decides whether the caller (the bearer token) may read or write one kind of a patient's data, and
+        writes the decision to the tenant's access log before answering. The overview and news2 services
+        call it before every patient-data read or write, forwarding the end user's token.
+
+        Allowed: OK with the decision. Denied: PERMISSION_DENIED with an ErrorInfo whose reason is one of
+        TENANT_MISMATCH, PATIENT_NOT_IN_ATTESTATION, PURPOSE_NOT_ALLOWED, PRACTITIONER_BLOCKED,
+        PATIENT_OBJECTED, and whose metadata holds the log entry id (decision_id). When the decision cannot
+        be logged, UNAVAILABLE: access is never granted unlogged.
+        """
+
+    @_abc_1.abstractmethod
+    def RegisterObjection(
+        self,
+        request: _access_pb2.RegisterObjectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.RegisterObjectionResponse, _abc.Awaitable[_access_pb2.RegisterObjectionResponse]]:
+        """The patient objects to sharing through the collaboration service. Idempotent: objecting again
+        keeps the first registration.
+        """
+
+    @_abc_1.abstractmethod
+    def WithdrawObjection(
+        self,
+        request: _access_pb2.WithdrawObjectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.WithdrawObjectionResponse, _abc.Awaitable[_access_pb2.WithdrawObjectionResponse]]:
+        """Withdraws the patient's objection. Idempotent."""
+
+    @_abc_1.abstractmethod
+    def BlockPractitioner(
+        self,
+        request: _access_pb2.BlockPractitionerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.BlockPractitionerResponse, _abc.Awaitable[_access_pb2.BlockPractitionerResponse]]:
+        """The patient blocks a named clinician (HPR number); the block holds even under break the glass."""
+
+    @_abc_1.abstractmethod
+    def UnblockPractitioner(
+        self,
+        request: _access_pb2.UnblockPractitionerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.UnblockPractitionerResponse, _abc.Awaitable[_access_pb2.UnblockPractitionerResponse]]:
+        """Lifts a block. Idempotent."""
+
+    @_abc_1.abstractmethod
+    def GetConsent(
+        self,
+        request: _access_pb2.GetConsentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.GetConsentResponse, _abc.Awaitable[_access_pb2.GetConsentResponse]]:
+        """The patient's current objection and blocks."""
+
+    @_abc_1.abstractmethod
+    def ListAccessLog(
+        self,
+        request: _access_pb2.ListAccessLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.ListAccessLogResponse, _abc.Awaitable[_access_pb2.ListAccessLogResponse]]:
+        """The patient's access log, newest first, paged: every decision about their data, allowed or denied,
+        and every change to their objection and blocks. Only the patient (citizen token) or the tenant's
+        privacy officer may read it.
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyAccessLog(
+        self,
+        request: _access_pb2.VerifyAccessLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.VerifyAccessLogResponse, _abc.Awaitable[_access_pb2.VerifyAccessLogResponse]]:
+        """Recomputes the tenant's hash chain and reports the first broken entry, if any."""
+
+    @_abc_1.abstractmethod
+    def WatchFollowUps(
+        self,
+        request: _access_pb2.WatchFollowUpsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_access_pb2.WatchFollowUpsResponse], _abc.AsyncIterator[_access_pb2.WatchFollowUpsResponse]]:
+        """Break-the-glass decisions for the tenant's privacy officer: every entry flagged for follow-up
+        after from_sequence, then live ones as they are logged. Resume with the last sequence received.
+        """
 
 def add_AccessServiceServicer_to_server(servicer: AccessServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,6 +1,7 @@
-"""Wakes change-feed watchers when a tenant's feed moves, in every storage process: writers send
-NOTIFY on commit, and each process keeps one LISTEN connection that fans out to its watchers. A
-watcher also re-reads on a timeout, so a lost notification only delays, never loses, a change."""
+"""Wakes watchers when a tenant's feed moves, in every process of a service: writers send NOTIFY
+(payload: the tenant) on commit, and each process keeps one LISTEN connection per channel that fans
+out to its watchers. A watcher also re-reads on a timeout, so a lost notification only delays, never
+loses, a change."""
 
 from __future__ import annotations
 
@@ -10,14 +11,13 @@ from collections import defaultdict
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.storage.adapters.record_store import CHANGES_CHANNEL
-
 log = logging.getLogger(__name__)
 
 
 class ChangeNotifier:
-    def __init__(self, engine: AsyncEngine, reconnect_delay: float = 1.0) -> None:
+    def __init__(self, engine: AsyncEngine, channel: str, reconnect_delay: float = 1.0) -> None:
         self.engine = engine
+        self.channel = channel
         self.reconnect_delay = reconnect_delay
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self.closed = False
@@ -50,7 +50,7 @@ class ChangeNotifier:
                 async with self.engine.connect() as connection:
                     raw = await connection.get_raw_connection()
                     driver = raw.driver_connection
-                    await driver.add_listener(CHANGES_CHANNEL, self._on_notification)
+                    await driver.add_listener(self.channel, self._on_notification)
                     # Wake everyone once: changes may have committed while we were not listening.
                     for tenant in list(self._waiters):
                         self.wake(tenant)

@@ -1,0 +1,59 @@
+"""Group commit for access decisions. Every decision is a write (its log entry) on the tenant's chain,
+which only one transaction at a time may extend. Rather than queue each request for that lock, the
+requests that arrive while a transaction runs are decided together in the next one: one lock, one
+commit, one fsync for the whole batch. Each caller still gets its answer only after that commit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+from services.platform.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+Query = TypeVar("Query")
+Result = TypeVar("Result")
+
+
+class Batcher(Generic[Query, Result]):
+    def __init__(
+        self,
+        flush: Callable[[str, Sequence[Query]], Awaitable[Sequence[Result]]],
+        max_batch: int = 256,
+    ) -> None:
+        self.flush = flush
+        self.max_batch = max_batch
+        self._pending: dict[str, list[tuple[Query, asyncio.Future[Result]]]] = {}
+        self._drainers: dict[str, asyncio.Task[None]] = {}
+
+    async def submit(self, tenant: str, query: Query) -> Result:
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(tenant, []).append((query, future))
+        if tenant not in self._drainers:
+            self._drainers[tenant] = asyncio.create_task(self._drain(tenant))
+        # A caller that gives up (deadline, cancellation) stops waiting; its query is still decided
+        # and logged with the rest of its batch, which is right: the attempt happened.
+        return await asyncio.shield(future)
+
+    async def _drain(self, tenant: str) -> None:
+        try:
+            while pending := self._pending.get(tenant):
+                batch, self._pending[tenant] = pending[: self.max_batch], pending[self.max_batch :]
+                try:
+                    results = await self.flush(tenant, [query for query, _ in batch])
+                except Exception as error:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            del self._drainers[tenant]
+            for _, future in self._pending.pop(tenant, []):  # only when cancelled at shutdown
+                if not future.done():
+                    future.set_exception(Unavailable("the access service is shutting down; retry"))

@@ -1,0 +1,44 @@
+"""The access service as the overview and news2 services see it: one call before every patient-data
+read or write, with the end user's token forwarded. A denial comes back as the same PERMISSION_DENIED,
+with the same reason, that the access service gave."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from grpc import aio
+from samhandling.access.v1 import access_pb2, access_pb2_grpc
+
+from services.platform.peer_errors import domain_error
+
+
+class DataKind(enum.IntEnum):
+    SERVICES_OVERVIEW = access_pb2.DATA_KIND_SERVICES_OVERVIEW
+    VITAL_SIGNS = access_pb2.DATA_KIND_VITAL_SIGNS
+
+
+class Action(enum.IntEnum):
+    READ = access_pb2.ACTION_READ
+    WRITE = access_pb2.ACTION_WRITE
+
+
+@dataclass(frozen=True)
+class Grant:
+    decision_id: str
+    tenant: str
+    break_the_glass: bool
+
+
+class AccessClient:
+    def __init__(self, channel: aio.Channel) -> None:
+        self.stub = access_pb2_grpc.AccessServiceStub(channel)
+
+    async def authorize(self, tenant: str, patient_id: str, data_kind: DataKind, action: Action) -> Grant:
+        """Returns the grant, or raises PermissionDenied / Unauthenticated / Unavailable."""
+        request = access_pb2.AuthorizeRequest(tenant=tenant, patient_id=patient_id, data_kind=data_kind, action=action)
+        try:
+            response = await self.stub.Authorize(request)
+        except aio.AioRpcError as error:
+            raise domain_error(error, "access") from None
+        return Grant(response.decision_id, response.tenant, response.break_the_glass)

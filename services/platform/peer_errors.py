@@ -1,0 +1,61 @@
+"""A peer service's error, turned back into the domain error it was, so that a caller of ours sees
+the same status, reason and field violations as if it had called the peer itself."""
+
+from __future__ import annotations
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from grpc import aio
+
+from services.platform import errors
+
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+_UNAVAILABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+
+
+def domain_error(error: aio.AioRpcError, peer: str) -> Exception:
+    """The domain error to raise for a failed peer call. Anything we cannot classify stays an
+    unexpected error (INTERNAL for our caller) rather than being passed off as their fault."""
+    code, message = error.code(), error.details() or ""
+    details = _details(error)
+    reason = next((detail for detail in details if isinstance(detail, error_details_pb2.ErrorInfo)), None)
+    if code in _UNAVAILABLE_CODES:
+        return errors.Unavailable(f"the {peer} service is unavailable; retry later")
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return errors.PermissionDenied(reason.reason if reason else "DENIED", message, _metadata(reason))
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return errors.Unauthenticated(reason.reason if reason else "INVALID_TOKEN", message, _metadata(reason))
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        violations = [
+            errors.FieldViolation(violation.field, violation.description)
+            for detail in details
+            if isinstance(detail, error_details_pb2.BadRequest)
+            for violation in detail.field_violations
+        ]
+        return errors.InvalidArgument(violations or [errors.FieldViolation("", message)])
+    if code == grpc.StatusCode.NOT_FOUND:
+        return errors.NotFound(message)
+    if code == grpc.StatusCode.ABORTED and reason:
+        return errors.Aborted(reason.reason, message, _metadata(reason))
+    if code == grpc.StatusCode.FAILED_PRECONDITION and reason:
+        return errors.FailedPrecondition(reason.reason, message, _metadata(reason))
+    return RuntimeError(f"{peer} call failed: {code.name}")
+
+
+def _metadata(reason: error_details_pb2.ErrorInfo | None) -> dict[str, str]:
+    return dict(reason.metadata) if reason else {}
+
+
+def _details(error: aio.AioRpcError) -> list:
+    raw = next((value for key, value in error.trailing_metadata() or () if key == _STATUS_DETAILS_KEY), None)
+    if not isinstance(raw, bytes):
+        return []
+    status = status_pb2.Status.FromString(raw)
+    found = []
+    for packed in status.details:
+        for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest):
+            if packed.Is(kind.DESCRIPTOR):
+                detail = kind()
+                packed.Unpack(detail)
+                found.append(detail)
+    return found

@@ -1,0 +1,32 @@
+"""Checks every patient-data request shares: which tenant it addresses and which patient it names."""
+
+from __future__ import annotations
+
+import re
+
+from services.platform.errors import FieldViolation, PermissionDenied
+from services.platform.identifiers import municipality_number_problem, person_number_problem
+from services.platform.principal import Principal
+
+_HPR_NUMBER = re.compile(r"[0-9]{1,9}")
+
+
+def requested_tenant(value: str, caller: Principal, violations: list[FieldViolation]) -> str:
+    """The tenant a request addresses: the one it names, else the caller's own."""
+    if value:
+        if problem := municipality_number_problem(value):
+            violations.append(FieldViolation("tenant", problem))
+        return value
+    if caller.tenant is None:
+        raise PermissionDenied("UNKNOWN_ORGANISATION", "the caller's organisation is not part of any municipality")
+    return caller.tenant
+
+
+def check_patient_id(value: str, violations: list[FieldViolation], *, check_date: bool, field: str = "patient_id"):
+    if problem := person_number_problem(value, check_date=check_date):
+        violations.append(FieldViolation(field, problem))
+
+
+def check_hpr_number(value: str, violations: list[FieldViolation], *, field: str = "hpr_number") -> None:
+    if not _HPR_NUMBER.fullmatch(value):
+        violations.append(FieldViolation(field, "must be an HPR number (1 to 9 digits)"))
