@@ -101,3 +101,25 @@ async def access_server(settings: Settings, database: EmbeddedPostgres) -> Async
 async def access(access_server: RunningServer) -> AsyncIterator[access_pb2_grpc.AccessServiceStub]:
     async with aio.insecure_channel(f"127.0.0.1:{access_server.port}") as channel:
         yield access_pb2_grpc.AccessServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def mesh_settings(settings: Settings, storage_server: RunningServer, access_server: RunningServer) -> Settings:
+    """Settings for the services that call peers: storage and access as started in-process above."""
+    addresses = dict(settings.addresses)
+    addresses |= {"storage": f"127.0.0.1:{storage_server.port}", "access": f"127.0.0.1:{access_server.port}"}
+    return settings.with_overrides(addresses=addresses)
+
+
+@pytest.fixture(scope="session")
+async def overview_server(mesh_settings: Settings) -> AsyncIterator[RunningServer]:
+    running = await start_service("overview", mesh_settings)
+    yield running
+    await running.stop()
+
+
+@pytest.fixture(scope="session")
+async def news2_server(mesh_settings: Settings) -> AsyncIterator[RunningServer]:
+    running = await start_service("news2", mesh_settings)
+    yield running
+    await running.stop()

@@ -34,9 +34,13 @@ class AccessClient:
     def __init__(self, channel: aio.Channel) -> None:
         self.stub = access_pb2_grpc.AccessServiceStub(channel)
 
-    async def authorize(self, tenant: str, patient_id: str, data_kind: DataKind, action: Action) -> Grant:
+    async def authorize(
+        self, tenant: str, patient_id: str, data_kind: DataKind, action: Action, *, feed: bool = False
+    ) -> Grant:
         """Returns the grant, or raises PermissionDenied / Unauthenticated / Unavailable."""
-        request = access_pb2.AuthorizeRequest(tenant=tenant, patient_id=patient_id, data_kind=data_kind, action=action)
+        request = access_pb2.AuthorizeRequest(
+            tenant=tenant, patient_id=patient_id, data_kind=data_kind, action=action, feed=feed
+        )
         try:
             response = await self.stub.Authorize(request)
         except aio.AioRpcError as error:

@@ -100,3 +100,7 @@ STORAGE_IDEMPOTENT_METHODS = [
     ("samhandling.storage.v1.StorageService", method)
     for method in ("PutRecord", "GetRecord", "ListRecordVersions", "ListRecords")
 ]
+
+# Authorize writes a log entry, so a repeat is not free, but it is harmless (the attempt is logged
+# twice) and gRPC retries only calls that failed with UNAVAILABLE: worth it to ride out a restart.
+ACCESS_RETRYABLE_METHODS = [("samhandling.access.v1.AccessService", "Authorize")]

@@ -30,3 +30,14 @@ def check_patient_id(value: str, violations: list[FieldViolation], *, check_date
 def check_hpr_number(value: str, violations: list[FieldViolation], *, field: str = "hpr_number") -> None:
     if not _HPR_NUMBER.fullmatch(value):
         violations.append(FieldViolation(field, "must be an HPR number (1 to 9 digits)"))
+
+
+IDEMPOTENCY_KEY_MAX = 128
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def check_idempotency_key(value: str, violations: list[FieldViolation], *, field: str = "idempotency_key") -> None:
+    if not _IDEMPOTENCY_KEY.fullmatch(value):
+        violations.append(
+            FieldViolation(field, f"required: 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters, e.g. a UUID")
+        )

@@ -50,6 +50,8 @@ class Settings:
     shutdown_grace_seconds: float = 10.0
     database_check_interval_seconds: float = 2.0
     log_level: str = "INFO"
+    # The most services one SubmitServices call may carry.
+    max_services_per_submission: int = 200
 
     @property
     def production(self) -> bool:
@@ -97,6 +99,9 @@ class _SettingsReader:
                 "DATABASE_CHECK_INTERVAL_SECONDS", defaults.database_check_interval_seconds
             ),
             log_level=self._choice("LOG_LEVEL", LOG_LEVELS, defaults.log_level, upper=True),
+            max_services_per_submission=self._int(
+                "MAX_SERVICES_PER_SUBMISSION", defaults.max_services_per_submission, 1, 10_000
+            ),
         )
         if production and settings.jwks and not settings.jwks.startswith("https://"):
             self.problems.append(f"{PREFIX}JWKS must be an https:// URL in production")

@@ -466,3 +466,38 @@ async def test_a_watch_ends_when_its_token_expires(storage, mint):
         await asyncio.wait_for(stream.read(), 40)
     assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert [i.reason for i in details(ended.value, error_details_pb2.ErrorInfo)] == ["TOKEN_EXPIRED"]
+
+
+async def test_list_records_descending_pages_from_the_highest_key(storage, mint):
+    token, patient = mint(BODO), person_number()
+    keys = [f"20261126T0{hour}0000Z" for hour in range(1, 6)]
+    for key in keys:
+        await storage.PutRecord(
+            storage_pb2.PutRecordRequest(
+                tenant=BODO,
+                patient_id=patient,
+                kind="test.descending",
+                key=key,
+                idempotency_key=str(uuid.uuid4()),
+                payload=storage_pb2.Payload(data=b"x", content_type="text/plain"),
+            ),
+            metadata=bearer(token),
+        )
+    seen, page_token = [], ""
+    while True:
+        response = await storage.ListRecords(
+            storage_pb2.ListRecordsRequest(
+                tenant=BODO,
+                patient_id=patient,
+                kind="test.descending",
+                page_size=2,
+                page_token=page_token,
+                descending=True,
+            ),
+            metadata=bearer(token),
+        )
+        seen += [record.key for record in response.records]
+        page_token = response.next_page_token
+        if not page_token:
+            break
+    assert seen == sorted(keys, reverse=True)

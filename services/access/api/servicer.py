@@ -66,7 +66,9 @@ class AccessServiceServicer(access_pb2_grpc.AccessServiceServicer):
         if not self.tenants.organisations_of(tenant):
             # Not a collaboration area: there is no data and no data controller whose log could hold this.
             raise PermissionDenied(Reason.TENANT_MISMATCH, MESSAGES[Reason.TENANT_MISMATCH])
-        query = AccessQuery(caller, tenant, request.patient_id, DataKind(request.data_kind), Action(request.action))
+        query = AccessQuery(
+            caller, tenant, request.patient_id, DataKind(request.data_kind), Action(request.action), request.feed
+        )
         decision, logged = await self.decisions.submit(tenant, query)
         if not decision.allowed:
             assert decision.reason is not None

@@ -55,6 +55,8 @@ class AccessQuery:
     patient_id: str
     data_kind: DataKind
     action: Action
+    # Following the tenant's feed rather than reading a patient the caller has open.
+    feed: bool = False
 
     @property
     def purpose_of_use(self) -> str | None:
@@ -89,9 +91,12 @@ def decide_without_consent(query: AccessQuery) -> Decision | None:
     if caller.tenant is None or caller.tenant != query.tenant:
         return Decision(False, Reason.TENANT_MISMATCH, break_the_glass=btg)
     attestation = caller.attestation
-    if attestation is None or query.patient_id not in attestation.patient_ids:
+    if attestation is None or (not query.feed and query.patient_id not in attestation.patient_ids):
         return Decision(False, Reason.PATIENT_NOT_IN_ATTESTATION, break_the_glass=btg)
     if attestation.purpose_of_use not in ALLOWED_PURPOSES.get(query.data_kind, frozenset()):
+        return Decision(False, Reason.PURPOSE_NOT_ALLOWED, break_the_glass=btg)
+    if query.feed and (btg or query.action is not Action.READ):
+        # Break the glass is for one patient in front of the clinician, never for a whole feed.
         return Decision(False, Reason.PURPOSE_NOT_ALLOWED, break_the_glass=btg)
     return None
 

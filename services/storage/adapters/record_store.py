@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, insert, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -100,7 +100,15 @@ class PostgresRecordStore:
             )
             return [_to_domain(row) for row in rows]
 
-    async def latest(self, tenant: str, patient_id: str, kind: str, after_key: str, limit: int) -> list[RecordVersion]:
+    async def latest(
+        self, tenant: str, patient_id: str, kind: str, after_key: str, limit: int, *, descending: bool = False
+    ) -> list[RecordVersion]:
+        """One page of the latest versions by key; `after_key` is the last key of the previous page."""
+        if descending:
+            position = RecordHead.key < after_key if after_key else true()
+            order = RecordHead.key.desc()
+        else:
+            position, order = RecordHead.key > after_key, RecordHead.key
         async with tenant_session(self.sessions, tenant) as session:
             rows = await session.scalars(
                 select(RecordVersionRow)
@@ -116,9 +124,9 @@ class PostgresRecordStore:
                     RecordHead.tenant == tenant,
                     RecordHead.patient_id == patient_id,
                     RecordHead.kind == kind,
-                    RecordHead.key > after_key,
+                    position,
                 )
-                .order_by(RecordHead.key)
+                .order_by(order)
                 .limit(limit)
             )
             return [_to_domain(row) for row in rows]

@@ -80,7 +80,9 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         size = mappers.page_size(request.page_size)
         after = mappers.key_after(request.page_token)
         require_own_tenant(current_principal(), request.tenant)
-        records = await self.store.latest(request.tenant, request.patient_id, request.kind, after, size + 1)
+        records = await self.store.latest(
+            request.tenant, request.patient_id, request.kind, after, size + 1, descending=request.descending
+        )
         page, more = mappers.fit_page(records, size, self.page_byte_budget)
         return storage_pb2.ListRecordsResponse(
             records=[mappers.record_message(r) for r in page],

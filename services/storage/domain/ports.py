@@ -17,7 +17,7 @@ class RecordStore(Protocol):
     async def versions(self, ref: RecordRef, after_version: int, limit: int) -> list[RecordVersion]: ...
 
     async def latest(
-        self, tenant: str, patient_id: str, kind: str, after_key: str, limit: int
+        self, tenant: str, patient_id: str, kind: str, after_key: str, limit: int, *, descending: bool = False
     ) -> list[RecordVersion]: ...
 
     async def changes_after(

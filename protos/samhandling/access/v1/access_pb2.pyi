@@ -110,6 +110,7 @@ class AuthorizeRequest(_message.Message):
     PATIENT_ID_FIELD_NUMBER: _builtins.int
     DATA_KIND_FIELD_NUMBER: _builtins.int
     ACTION_FIELD_NUMBER: _builtins.int
+    FEED_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     """Municipality number; empty means the caller's own."""
     patient_id: _builtins.str
@@ -117,6 +118,12 @@ class AuthorizeRequest(_message.Message):
     data_kind: Global___DataKind.ValueType
     """DATA_KIND_SERVICES_OVERVIEW or DATA_KIND_VITAL_SIGNS."""
     action: Global___Action.ValueType
+    feed: _builtins.bool
+    """True when the caller follows the tenant's change feed (WatchOverviews, WatchAlerts) rather than
+    reading a patient it has open: the attestation need not name the patient, but it must state a
+    care purpose other than BTG (no break the glass on feeds), and objections and blocks hold. Only
+    ACTION_READ.
+    """
     def __init__(
         self,
         *,
@@ -124,10 +131,11 @@ class AuthorizeRequest(_message.Message):
         patient_id: _builtins.str = ...,
         data_kind: Global___DataKind.ValueType = ...,
         action: Global___Action.ValueType = ...,
+        feed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "data_kind", b"data_kind", "patient_id", b"patient_id", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "data_kind", b"data_kind", "feed", b"feed", "patient_id", b"patient_id", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

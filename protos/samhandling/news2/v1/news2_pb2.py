@@ -22,15 +22,60 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n samhandling/news2/v1/news2.proto\x12\x14samhandling.news2.v12\x0e\n\x0cNews2Serviceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n samhandling/news2/v1/news2.proto\x12\x14samhandling.news2.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x03\n\nVitalSigns\x12\x1d\n\x10respiratory_rate\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\x04spo2\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x33\n\nspo2_scale\x18\x03 \x01(\x0e\x32\x1f.samhandling.news2.v1.Spo2Scale\x12\x16\n\ton_oxygen\x18\x04 \x01(\x08H\x02\x88\x01\x01\x12\x18\n\x0bsystolic_bp\x18\x05 \x01(\x01H\x03\x88\x01\x01\x12\x12\n\x05pulse\x18\x06 \x01(\x01H\x04\x88\x01\x01\x12:\n\rconsciousness\x18\x07 \x01(\x0e\x32#.samhandling.news2.v1.Consciousness\x12\x18\n\x0btemperature\x18\x08 \x01(\x01H\x05\x88\x01\x01\x12/\n\x0bmeasured_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x13\n\x11_respiratory_rateB\x07\n\x05_spo2B\x0c\n\n_on_oxygenB\x0e\n\x0c_systolic_bpB\x08\n\x06_pulseB\x0e\n\x0c_temperature\"\xa0\x01\n\x0fParameterScores\x12\x18\n\x10respiration_rate\x18\x01 \x01(\x05\x12\x0c\n\x04spo2\x18\x02 \x01(\x05\x12\x15\n\rair_or_oxygen\x18\x03 \x01(\x05\x12\x13\n\x0bsystolic_bp\x18\x04 \x01(\x05\x12\r\n\x05pulse\x18\x05 \x01(\x05\x12\x15\n\rconsciousness\x18\x06 \x01(\x05\x12\x13\n\x0btemperature\x18\x07 \x01(\x05\"\xff\x02\n\nNews2Score\x12\r\n\x05total\x18\x01 \x01(\x05\x12?\n\x10parameter_scores\x18\x02 \x01(\x0b\x32%.samhandling.news2.v1.ParameterScores\x12\x33\n\nrisk_level\x18\x03 \x01(\x0e\x32\x1f.samhandling.news2.v1.RiskLevel\x12!\n\x19single_parameter_scored_3\x18\x04 \x01(\x08\x12.\n\x05scale\x18\x05 \x01(\x0e\x32\x1f.samhandling.news2.v1.Spo2Scale\x12\x37\n\rscored_values\x18\x06 \x01(\x0b\x32 .samhandling.news2.v1.VitalSigns\x12\x45\n\x12minimum_monitoring\x18\x07 \x01(\x0e\x32).samhandling.news2.v1.MonitoringFrequency\x12\x19\n\x11\x63linical_response\x18\x08 \x01(\t\"O\n\x16ScoreVitalSignsRequest\x12\x35\n\x0bvital_signs\x18\x01 \x01(\x0b\x32 .samhandling.news2.v1.VitalSigns\"J\n\x17ScoreVitalSignsResponse\x12/\n\x05score\x18\x01 \x01(\x0b\x32 .samhandling.news2.v1.News2Score\"\xc9\x01\n\x05Trend\x12\x1e\n\x16previous_assessment_id\x18\x01 \x01(\t\x12\x16\n\x0eprevious_total\x18\x02 \x01(\x05\x12\x13\n\x0btotal_delta\x18\x03 \x01(\x05\x12<\n\x13previous_risk_level\x18\x04 \x01(\x0e\x32\x1f.samhandling.news2.v1.RiskLevel\x12\x35\n\x0brisk_change\x18\x05 \x01(\x0e\x32 .samhandling.news2.v1.RiskChange\"\x8c\x01\n\nProvenance\x12\x15\n\rsource_system\x18\x01 \x01(\t\x12\x1b\n\x13organisation_number\x18\x02 \x01(\t\x12\x19\n\x11\x61uthor_hpr_number\x18\x03 \x01(\t\x12/\n\x0brecorded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9c\x03\n\nAssessment\x12\x15\n\rassessment_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x12\n\npatient_id\x18\x04 \x01(\t\x12\x35\n\x0bvital_signs\x18\x05 \x01(\x0b\x32 .samhandling.news2.v1.VitalSigns\x12\x10\n\x08\x63omplete\x18\x06 \x01(\x08\x12/\n\x05score\x18\x07 \x01(\x0b\x32 .samhandling.news2.v1.News2Score\x12\x1a\n\x12missing_parameters\x18\x08 \x03(\t\x12*\n\x05trend\x18\t \x01(\x0b\x32\x1b.samhandling.news2.v1.Trend\x12\x38\n\ralert_reasons\x18\n \x03(\x0e\x32!.samhandling.news2.v1.AlertReason\x12\x34\n\nprovenance\x18\x0b \x01(\x0b\x32 .samhandling.news2.v1.Provenance\x12\x10\n\x08sequence\x18\x0c \x01(\x03\"\x8d\x01\n\x17RecordVitalSignsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\x12\x35\n\x0bvital_signs\x18\x03 \x01(\x0b\x32 .samhandling.news2.v1.VitalSigns\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"b\n\x18RecordVitalSignsResponse\x12\x34\n\nassessment\x18\x01 \x01(\x0b\x32 .samhandling.news2.v1.Assessment\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"c\n\x16ListAssessmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"i\n\x17ListAssessmentsResponse\x12\x35\n\x0b\x61ssessments\x18\x01 \x03(\x0b\x32 .samhandling.news2.v1.Assessment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x12WatchAlertsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x03\"\x91\x01\n\x13WatchAlertsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x32\n\x07reasons\x18\x02 \x03(\x0e\x32!.samhandling.news2.v1.AlertReason\x12\x34\n\nassessment\x18\x03 \x01(\x0b\x32 .samhandling.news2.v1.Assessment\"T\n\x17\x45xportAssessmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\x12\x15\n\rassessment_id\x18\x03 \x01(\t\"C\n\x18\x45xportAssessmentResponse\x12\x11\n\tfhir_json\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t*K\n\tSpo2Scale\x12\x1a\n\x16SPO2_SCALE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSPO2_SCALE_1\x10\x01\x12\x10\n\x0cSPO2_SCALE_2\x10\x02*\xb9\x01\n\rConsciousness\x12\x1d\n\x19\x43ONSCIOUSNESS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43ONSCIOUSNESS_ALERT\x10\x01\x12\x1f\n\x1b\x43ONSCIOUSNESS_NEW_CONFUSION\x10\x02\x12\x17\n\x13\x43ONSCIOUSNESS_VOICE\x10\x03\x12\x16\n\x12\x43ONSCIOUSNESS_PAIN\x10\x04\x12\x1e\n\x1a\x43ONSCIOUSNESS_UNRESPONSIVE\x10\x05*\x82\x01\n\tRiskLevel\x12\x1a\n\x16RISK_LEVEL_UNSPECIFIED\x10\x00\x12\x12\n\x0eRISK_LEVEL_LOW\x10\x01\x12\x19\n\x15RISK_LEVEL_LOW_MEDIUM\x10\x02\x12\x15\n\x11RISK_LEVEL_MEDIUM\x10\x03\x12\x13\n\x0fRISK_LEVEL_HIGH\x10\x04*\xd6\x01\n\x13MonitoringFrequency\x12$\n MONITORING_FREQUENCY_UNSPECIFIED\x10\x00\x12&\n\"MONITORING_FREQUENCY_TWELVE_HOURLY\x10\x01\x12+\n\'MONITORING_FREQUENCY_FOUR_TO_SIX_HOURLY\x10\x02\x12\x1f\n\x1bMONITORING_FREQUENCY_HOURLY\x10\x03\x12#\n\x1fMONITORING_FREQUENCY_CONTINUOUS\x10\x04*p\n\nRiskChange\x12\x1b\n\x17RISK_CHANGE_UNSPECIFIED\x10\x00\x12\x19\n\x15RISK_CHANGE_UNCHANGED\x10\x01\x12\x14\n\x10RISK_CHANGE_ROSE\x10\x02\x12\x14\n\x10RISK_CHANGE_FELL\x10\x03*\xb5\x01\n\x0b\x41lertReason\x12\x1c\n\x18\x41LERT_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41LERT_REASON_MEDIUM_RISK\x10\x01\x12\x1a\n\x16\x41LERT_REASON_HIGH_RISK\x10\x02\x12*\n&ALERT_REASON_SINGLE_PARAMETER_SCORED_3\x10\x03\x12\"\n\x1e\x41LERT_REASON_ROSE_BY_2_OR_MORE\x10\x04\x32\xba\x04\n\x0cNews2Service\x12n\n\x0fScoreVitalSigns\x12,.samhandling.news2.v1.ScoreVitalSignsRequest\x1a-.samhandling.news2.v1.ScoreVitalSignsResponse\x12q\n\x10RecordVitalSigns\x12-.samhandling.news2.v1.RecordVitalSignsRequest\x1a..samhandling.news2.v1.RecordVitalSignsResponse\x12n\n\x0fListAssessments\x12,.samhandling.news2.v1.ListAssessmentsRequest\x1a-.samhandling.news2.v1.ListAssessmentsResponse\x12\x64\n\x0bWatchAlerts\x12(.samhandling.news2.v1.WatchAlertsRequest\x1a).samhandling.news2.v1.WatchAlertsResponse0\x01\x12q\n\x10\x45xportAssessment\x12-.samhandling.news2.v1.ExportAssessmentRequest\x1a..samhandling.news2.v1.ExportAssessmentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'samhandling.news2.v1.news2_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NEWS2SERVICE']._serialized_start=58
-  _globals['_NEWS2SERVICE']._serialized_end=72
+  _globals['_SPO2SCALE']._serialized_start=2784
+  _globals['_SPO2SCALE']._serialized_end=2859
+  _globals['_CONSCIOUSNESS']._serialized_start=2862
+  _globals['_CONSCIOUSNESS']._serialized_end=3047
+  _globals['_RISKLEVEL']._serialized_start=3050
+  _globals['_RISKLEVEL']._serialized_end=3180
+  _globals['_MONITORINGFREQUENCY']._serialized_start=3183
+  _globals['_MONITORINGFREQUENCY']._serialized_end=3397
+  _globals['_RISKCHANGE']._serialized_start=3399
+  _globals['_RISKCHANGE']._serialized_end=3511
+  _globals['_ALERTREASON']._serialized_start=3514
+  _globals['_ALERTREASON']._serialized_end=3695
+  _globals['_VITALSIGNS']._serialized_start=92
+  _globals['_VITALSIGNS']._serialized_end=498
+  _globals['_PARAMETERSCORES']._serialized_start=501
+  _globals['_PARAMETERSCORES']._serialized_end=661
+  _globals['_NEWS2SCORE']._serialized_start=664
+  _globals['_NEWS2SCORE']._serialized_end=1047
+  _globals['_SCOREVITALSIGNSREQUEST']._serialized_start=1049
+  _globals['_SCOREVITALSIGNSREQUEST']._serialized_end=1128
+  _globals['_SCOREVITALSIGNSRESPONSE']._serialized_start=1130
+  _globals['_SCOREVITALSIGNSRESPONSE']._serialized_end=1204
+  _globals['_TREND']._serialized_start=1207
+  _globals['_TREND']._serialized_end=1408
+  _globals['_PROVENANCE']._serialized_start=1411
+  _globals['_PROVENANCE']._serialized_end=1551
+  _globals['_ASSESSMENT']._serialized_start=1554
+  _globals['_ASSESSMENT']._serialized_end=1966
+  _globals['_RECORDVITALSIGNSREQUEST']._serialized_start=1969
+  _globals['_RECORDVITALSIGNSREQUEST']._serialized_end=2110
+  _globals['_RECORDVITALSIGNSRESPONSE']._serialized_start=2112
+  _globals['_RECORDVITALSIGNSRESPONSE']._serialized_end=2210
+  _globals['_LISTASSESSMENTSREQUEST']._serialized_start=2212
+  _globals['_LISTASSESSMENTSREQUEST']._serialized_end=2311
+  _globals['_LISTASSESSMENTSRESPONSE']._serialized_start=2313
+  _globals['_LISTASSESSMENTSRESPONSE']._serialized_end=2418
+  _globals['_WATCHALERTSREQUEST']._serialized_start=2420
+  _globals['_WATCHALERTSREQUEST']._serialized_end=2479
+  _globals['_WATCHALERTSRESPONSE']._serialized_start=2482
+  _globals['_WATCHALERTSRESPONSE']._serialized_end=2627
+  _globals['_EXPORTASSESSMENTREQUEST']._serialized_start=2629
+  _globals['_EXPORTASSESSMENTREQUEST']._serialized_end=2713
+  _globals['_EXPORTASSESSMENTRESPONSE']._serialized_start=2715
+  _globals['_EXPORTASSESSMENTRESPONSE']._serialized_end=2782
+  _globals['_NEWS2SERVICE']._serialized_start=3698
+  _globals['_NEWS2SERVICE']._serialized_end=4268
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,689 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+import builtins as _builtins
+import sys
+import typing as _typing
+
+if sys.version_info >= (3, 11):
+    from typing import TypeAlias as _TypeAlias, Never as _Never
+else:
+    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _Spo2Scale:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _Spo2ScaleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Spo2Scale.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SPO2_SCALE_UNSPECIFIED: _Spo2Scale.ValueType  # 0
+    SPO2_SCALE_1: _Spo2Scale.ValueType  # 1
+    SPO2_SCALE_2: _Spo2Scale.ValueType  # 2
+
+class Spo2Scale(_Spo2Scale, metaclass=_Spo2ScaleEnumTypeWrapper): ...
+
+SPO2_SCALE_UNSPECIFIED: Spo2Scale.ValueType  # 0
+SPO2_SCALE_1: Spo2Scale.ValueType  # 1
+SPO2_SCALE_2: Spo2Scale.ValueType  # 2
+Global___Spo2Scale: _TypeAlias = Spo2Scale  # noqa: Y015
+
+class _Consciousness:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ConsciousnessEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Consciousness.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONSCIOUSNESS_UNSPECIFIED: _Consciousness.ValueType  # 0
+    CONSCIOUSNESS_ALERT: _Consciousness.ValueType  # 1
+    CONSCIOUSNESS_NEW_CONFUSION: _Consciousness.ValueType  # 2
+    CONSCIOUSNESS_VOICE: _Consciousness.ValueType  # 3
+    CONSCIOUSNESS_PAIN: _Consciousness.ValueType  # 4
+    CONSCIOUSNESS_UNRESPONSIVE: _Consciousness.ValueType  # 5
+
+class Consciousness(_Consciousness, metaclass=_ConsciousnessEnumTypeWrapper): ...
+
+CONSCIOUSNESS_UNSPECIFIED: Consciousness.ValueType  # 0
+CONSCIOUSNESS_ALERT: Consciousness.ValueType  # 1
+CONSCIOUSNESS_NEW_CONFUSION: Consciousness.ValueType  # 2
+CONSCIOUSNESS_VOICE: Consciousness.ValueType  # 3
+CONSCIOUSNESS_PAIN: Consciousness.ValueType  # 4
+CONSCIOUSNESS_UNRESPONSIVE: Consciousness.ValueType  # 5
+Global___Consciousness: _TypeAlias = Consciousness  # noqa: Y015
+
+class _RiskLevel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RiskLevelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RiskLevel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RISK_LEVEL_UNSPECIFIED: _RiskLevel.ValueType  # 0
+    RISK_LEVEL_LOW: _RiskLevel.ValueType  # 1
+    RISK_LEVEL_LOW_MEDIUM: _RiskLevel.ValueType  # 2
+    RISK_LEVEL_MEDIUM: _RiskLevel.ValueType  # 3
+    RISK_LEVEL_HIGH: _RiskLevel.ValueType  # 4
+
+class RiskLevel(_RiskLevel, metaclass=_RiskLevelEnumTypeWrapper): ...
+
+RISK_LEVEL_UNSPECIFIED: RiskLevel.ValueType  # 0
+RISK_LEVEL_LOW: RiskLevel.ValueType  # 1
+RISK_LEVEL_LOW_MEDIUM: RiskLevel.ValueType  # 2
+RISK_LEVEL_MEDIUM: RiskLevel.ValueType  # 3
+RISK_LEVEL_HIGH: RiskLevel.ValueType  # 4
+Global___RiskLevel: _TypeAlias = RiskLevel  # noqa: Y015
+
+class _MonitoringFrequency:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MonitoringFrequencyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MonitoringFrequency.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MONITORING_FREQUENCY_UNSPECIFIED: _MonitoringFrequency.ValueType  # 0
+    MONITORING_FREQUENCY_TWELVE_HOURLY: _MonitoringFrequency.ValueType  # 1
+    MONITORING_FREQUENCY_FOUR_TO_SIX_HOURLY: _MonitoringFrequency.ValueType  # 2
+    MONITORING_FREQUENCY_HOURLY: _MonitoringFrequency.ValueType  # 3
+    MONITORING_FREQUENCY_CONTINUOUS: _MonitoringFrequency.ValueType  # 4
+
+class MonitoringFrequency(_MonitoringFrequency, metaclass=_MonitoringFrequencyEnumTypeWrapper):
+    """Chart 4: the minimum frequency of monitoring."""
+
+MONITORING_FREQUENCY_UNSPECIFIED: MonitoringFrequency.ValueType  # 0
+MONITORING_FREQUENCY_TWELVE_HOURLY: MonitoringFrequency.ValueType  # 1
+MONITORING_FREQUENCY_FOUR_TO_SIX_HOURLY: MonitoringFrequency.ValueType  # 2
+MONITORING_FREQUENCY_HOURLY: MonitoringFrequency.ValueType  # 3
+MONITORING_FREQUENCY_CONTINUOUS: MonitoringFrequency.ValueType  # 4
+Global___MonitoringFrequency: _TypeAlias = MonitoringFrequency  # noqa: Y015
+
+class _RiskChange:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RiskChangeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RiskChange.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RISK_CHANGE_UNSPECIFIED: _RiskChange.ValueType  # 0
+    RISK_CHANGE_UNCHANGED: _RiskChange.ValueType  # 1
+    RISK_CHANGE_ROSE: _RiskChange.ValueType  # 2
+    RISK_CHANGE_FELL: _RiskChange.ValueType  # 3
+
+class RiskChange(_RiskChange, metaclass=_RiskChangeEnumTypeWrapper): ...
+
+RISK_CHANGE_UNSPECIFIED: RiskChange.ValueType  # 0
+RISK_CHANGE_UNCHANGED: RiskChange.ValueType  # 1
+RISK_CHANGE_ROSE: RiskChange.ValueType  # 2
+RISK_CHANGE_FELL: RiskChange.ValueType  # 3
+Global___RiskChange: _TypeAlias = RiskChange  # noqa: Y015
+
+class _AlertReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AlertReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ALERT_REASON_UNSPECIFIED: _AlertReason.ValueType  # 0
+    ALERT_REASON_MEDIUM_RISK: _AlertReason.ValueType  # 1
+    ALERT_REASON_HIGH_RISK: _AlertReason.ValueType  # 2
+    ALERT_REASON_SINGLE_PARAMETER_SCORED_3: _AlertReason.ValueType  # 3
+    ALERT_REASON_ROSE_BY_2_OR_MORE: _AlertReason.ValueType  # 4
+
+class AlertReason(_AlertReason, metaclass=_AlertReasonEnumTypeWrapper): ...
+
+ALERT_REASON_UNSPECIFIED: AlertReason.ValueType  # 0
+ALERT_REASON_MEDIUM_RISK: AlertReason.ValueType  # 1
+ALERT_REASON_HIGH_RISK: AlertReason.ValueType  # 2
+ALERT_REASON_SINGLE_PARAMETER_SCORED_3: AlertReason.ValueType  # 3
+ALERT_REASON_ROSE_BY_2_OR_MORE: AlertReason.ValueType  # 4
+Global___AlertReason: _TypeAlias = AlertReason  # noqa: Y015
+
+@_typing.final
+class VitalSigns(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPIRATORY_RATE_FIELD_NUMBER: _builtins.int
+    SPO2_FIELD_NUMBER: _builtins.int
+    SPO2_SCALE_FIELD_NUMBER: _builtins.int
+    ON_OXYGEN_FIELD_NUMBER: _builtins.int
+    SYSTOLIC_BP_FIELD_NUMBER: _builtins.int
+    PULSE_FIELD_NUMBER: _builtins.int
+    CONSCIOUSNESS_FIELD_NUMBER: _builtins.int
+    TEMPERATURE_FIELD_NUMBER: _builtins.int
+    MEASURED_AT_FIELD_NUMBER: _builtins.int
+    respiratory_rate: _builtins.float
+    """Breaths per minute."""
+    spo2: _builtins.float
+    """Percent."""
+    spo2_scale: Global___Spo2Scale.ValueType
+    """UNSPECIFIED means scale 1 (the RCP default). Scale 2 only on a clinician's decision, for patients
+    whose prescribed target is 88–92 %.
+    """
+    on_oxygen: _builtins.bool
+    """Supplemental oxygen."""
+    systolic_bp: _builtins.float
+    """mmHg."""
+    pulse: _builtins.float
+    """Per minute."""
+    consciousness: Global___Consciousness.ValueType
+    """UNSPECIFIED means not assessed."""
+    temperature: _builtins.float
+    """Degrees Celsius."""
+    @_builtins.property
+    def measured_at(self) -> _timestamp_pb2.Timestamp:
+        """When measured. Required when recording; must not be in the future."""
+
+    def __init__(
+        self,
+        *,
+        respiratory_rate: _builtins.float | None = ...,
+        spo2: _builtins.float | None = ...,
+        spo2_scale: Global___Spo2Scale.ValueType = ...,
+        on_oxygen: _builtins.bool | None = ...,
+        systolic_bp: _builtins.float | None = ...,
+        pulse: _builtins.float | None = ...,
+        consciousness: Global___Consciousness.ValueType = ...,
+        temperature: _builtins.float | None = ...,
+        measured_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_on_oxygen", b"_on_oxygen", "_pulse", b"_pulse", "_respiratory_rate", b"_respiratory_rate", "_spo2", b"_spo2", "_systolic_bp", b"_systolic_bp", "_temperature", b"_temperature", "measured_at", b"measured_at", "on_oxygen", b"on_oxygen", "pulse", b"pulse", "respiratory_rate", b"respiratory_rate", "spo2", b"spo2", "systolic_bp", b"systolic_bp", "temperature", b"temperature"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_on_oxygen", b"_on_oxygen", "_pulse", b"_pulse", "_respiratory_rate", b"_respiratory_rate", "_spo2", b"_spo2", "_systolic_bp", b"_systolic_bp", "_temperature", b"_temperature", "consciousness", b"consciousness", "measured_at", b"measured_at", "on_oxygen", b"on_oxygen", "pulse", b"pulse", "respiratory_rate", b"respiratory_rate", "spo2", b"spo2", "spo2_scale", b"spo2_scale", "systolic_bp", b"systolic_bp", "temperature", b"temperature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__on_oxygen: _TypeAlias = _typing.Literal["on_oxygen"]  # noqa: Y015
+    _WhichOneofArgType__on_oxygen: _TypeAlias = _typing.Literal["_on_oxygen", b"_on_oxygen"]  # noqa: Y015
+    _WhichOneofReturnType__pulse: _TypeAlias = _typing.Literal["pulse"]  # noqa: Y015
+    _WhichOneofArgType__pulse: _TypeAlias = _typing.Literal["_pulse", b"_pulse"]  # noqa: Y015
+    _WhichOneofReturnType__respiratory_rate: _TypeAlias = _typing.Literal["respiratory_rate"]  # noqa: Y015
+    _WhichOneofArgType__respiratory_rate: _TypeAlias = _typing.Literal["_respiratory_rate", b"_respiratory_rate"]  # noqa: Y015
+    _WhichOneofReturnType__spo2: _TypeAlias = _typing.Literal["spo2"]  # noqa: Y015
+    _WhichOneofArgType__spo2: _TypeAlias = _typing.Literal["_spo2", b"_spo2"]  # noqa: Y015
+    _WhichOneofReturnType__systolic_bp: _TypeAlias = _typing.Literal["systolic_bp"]  # noqa: Y015
+    _WhichOneofArgType__systolic_bp: _TypeAlias = _typing.Literal["_systolic_bp", b"_systolic_bp"]  # noqa: Y015
+    _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
+    _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__on_oxygen) -> _WhichOneofReturnType__on_oxygen | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pulse) -> _WhichOneofReturnType__pulse | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__respiratory_rate) -> _WhichOneofReturnType__respiratory_rate | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__spo2) -> _WhichOneofReturnType__spo2 | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__systolic_bp) -> _WhichOneofReturnType__systolic_bp | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
+
+Global___VitalSigns: _TypeAlias = VitalSigns  # noqa: Y015
+
+@_typing.final
+class ParameterScores(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPIRATION_RATE_FIELD_NUMBER: _builtins.int
+    SPO2_FIELD_NUMBER: _builtins.int
+    AIR_OR_OXYGEN_FIELD_NUMBER: _builtins.int
+    SYSTOLIC_BP_FIELD_NUMBER: _builtins.int
+    PULSE_FIELD_NUMBER: _builtins.int
+    CONSCIOUSNESS_FIELD_NUMBER: _builtins.int
+    TEMPERATURE_FIELD_NUMBER: _builtins.int
+    respiration_rate: _builtins.int
+    spo2: _builtins.int
+    air_or_oxygen: _builtins.int
+    systolic_bp: _builtins.int
+    pulse: _builtins.int
+    consciousness: _builtins.int
+    temperature: _builtins.int
+    def __init__(
+        self,
+        *,
+        respiration_rate: _builtins.int = ...,
+        spo2: _builtins.int = ...,
+        air_or_oxygen: _builtins.int = ...,
+        systolic_bp: _builtins.int = ...,
+        pulse: _builtins.int = ...,
+        consciousness: _builtins.int = ...,
+        temperature: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["air_or_oxygen", b"air_or_oxygen", "consciousness", b"consciousness", "pulse", b"pulse", "respiration_rate", b"respiration_rate", "spo2", b"spo2", "systolic_bp", b"systolic_bp", "temperature", b"temperature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ParameterScores: _TypeAlias = ParameterScores  # noqa: Y015
+
+@_typing.final
+class News2Score(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOTAL_FIELD_NUMBER: _builtins.int
+    PARAMETER_SCORES_FIELD_NUMBER: _builtins.int
+    RISK_LEVEL_FIELD_NUMBER: _builtins.int
+    SINGLE_PARAMETER_SCORED_3_FIELD_NUMBER: _builtins.int
+    SCALE_FIELD_NUMBER: _builtins.int
+    SCORED_VALUES_FIELD_NUMBER: _builtins.int
+    MINIMUM_MONITORING_FIELD_NUMBER: _builtins.int
+    CLINICAL_RESPONSE_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    """0 to 20."""
+    risk_level: Global___RiskLevel.ValueType
+    single_parameter_scored_3: _builtins.bool
+    """Reported even when the risk is medium or high."""
+    scale: Global___Spo2Scale.ValueType
+    """The SpO2 scale used."""
+    minimum_monitoring: Global___MonitoringFrequency.ValueType
+    clinical_response: _builtins.str
+    """The clinical response (Chart 4)."""
+    @_builtins.property
+    def parameter_scores(self) -> Global___ParameterScores: ...
+    @_builtins.property
+    def scored_values(self) -> Global___VitalSigns:
+        """The values as scored: rounded half-up to the chart's resolution (whole numbers; temperature 0.1 °C)."""
+
+    def __init__(
+        self,
+        *,
+        total: _builtins.int = ...,
+        parameter_scores: Global___ParameterScores | None = ...,
+        risk_level: Global___RiskLevel.ValueType = ...,
+        single_parameter_scored_3: _builtins.bool = ...,
+        scale: Global___Spo2Scale.ValueType = ...,
+        scored_values: Global___VitalSigns | None = ...,
+        minimum_monitoring: Global___MonitoringFrequency.ValueType = ...,
+        clinical_response: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["parameter_scores", b"parameter_scores", "scored_values", b"scored_values"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinical_response", b"clinical_response", "minimum_monitoring", b"minimum_monitoring", "parameter_scores", b"parameter_scores", "risk_level", b"risk_level", "scale", b"scale", "scored_values", b"scored_values", "single_parameter_scored_3", b"single_parameter_scored_3", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___News2Score: _TypeAlias = News2Score  # noqa: Y015
+
+@_typing.final
+class ScoreVitalSignsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VITAL_SIGNS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def vital_signs(self) -> Global___VitalSigns: ...
+    def __init__(
+        self,
+        *,
+        vital_signs: Global___VitalSigns | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["vital_signs", b"vital_signs"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["vital_signs", b"vital_signs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScoreVitalSignsRequest: _TypeAlias = ScoreVitalSignsRequest  # noqa: Y015
+
+@_typing.final
+class ScoreVitalSignsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCORE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def score(self) -> Global___News2Score: ...
+    def __init__(
+        self,
+        *,
+        score: Global___News2Score | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["score", b"score"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["score", b"score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScoreVitalSignsResponse: _TypeAlias = ScoreVitalSignsResponse  # noqa: Y015
+
+@_typing.final
+class Trend(_message.Message):
+    """The change against the patient's previous complete assessment (by measurement time)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREVIOUS_ASSESSMENT_ID_FIELD_NUMBER: _builtins.int
+    PREVIOUS_TOTAL_FIELD_NUMBER: _builtins.int
+    TOTAL_DELTA_FIELD_NUMBER: _builtins.int
+    PREVIOUS_RISK_LEVEL_FIELD_NUMBER: _builtins.int
+    RISK_CHANGE_FIELD_NUMBER: _builtins.int
+    previous_assessment_id: _builtins.str
+    previous_total: _builtins.int
+    total_delta: _builtins.int
+    """This total minus the previous one."""
+    previous_risk_level: Global___RiskLevel.ValueType
+    risk_change: Global___RiskChange.ValueType
+    def __init__(
+        self,
+        *,
+        previous_assessment_id: _builtins.str = ...,
+        previous_total: _builtins.int = ...,
+        total_delta: _builtins.int = ...,
+        previous_risk_level: Global___RiskLevel.ValueType = ...,
+        risk_change: Global___RiskChange.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous_assessment_id", b"previous_assessment_id", "previous_risk_level", b"previous_risk_level", "previous_total", b"previous_total", "risk_change", b"risk_change", "total_delta", b"total_delta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Trend: _TypeAlias = Trend  # noqa: Y015
+
+@_typing.final
+class Provenance(_message.Message):
+    """Who recorded an assessment and when: from the caller's token and the database clock."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_SYSTEM_FIELD_NUMBER: _builtins.int
+    ORGANISATION_NUMBER_FIELD_NUMBER: _builtins.int
+    AUTHOR_HPR_NUMBER_FIELD_NUMBER: _builtins.int
+    RECORDED_AT_FIELD_NUMBER: _builtins.int
+    source_system: _builtins.str
+    """The recording system (the token's client id)."""
+    organisation_number: _builtins.str
+    author_hpr_number: _builtins.str
+    @_builtins.property
+    def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        source_system: _builtins.str = ...,
+        organisation_number: _builtins.str = ...,
+        author_hpr_number: _builtins.str = ...,
+        recorded_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recorded_at", b"recorded_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_hpr_number", b"author_hpr_number", "organisation_number", b"organisation_number", "recorded_at", b"recorded_at", "source_system", b"source_system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Provenance: _TypeAlias = Provenance  # noqa: Y015
+
+@_typing.final
+class Assessment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSESSMENT_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    VITAL_SIGNS_FIELD_NUMBER: _builtins.int
+    COMPLETE_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    MISSING_PARAMETERS_FIELD_NUMBER: _builtins.int
+    TREND_FIELD_NUMBER: _builtins.int
+    ALERT_REASONS_FIELD_NUMBER: _builtins.int
+    PROVENANCE_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    assessment_id: _builtins.str
+    version: _builtins.int
+    """The storage version (1: assessments are never changed, only added)."""
+    tenant: _builtins.str
+    patient_id: _builtins.str
+    complete: _builtins.bool
+    """True when all seven parameters were present, and only then a score."""
+    sequence: _builtins.int
+    """The position of this assessment in the tenant's change feed."""
+    @_builtins.property
+    def vital_signs(self) -> Global___VitalSigns:
+        """The vital signs as measured (as sent)."""
+
+    @_builtins.property
+    def score(self) -> Global___News2Score: ...
+    @_builtins.property
+    def missing_parameters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The parameters missing from an incomplete set, by VitalSigns field name."""
+
+    @_builtins.property
+    def trend(self) -> Global___Trend:
+        """Absent for incomplete assessments and when there is no earlier complete one."""
+
+    @_builtins.property
+    def alert_reasons(self) -> _containers.RepeatedScalarFieldContainer[Global___AlertReason.ValueType]:
+        """Why this assessment alerts; empty when it does not."""
+
+    @_builtins.property
+    def provenance(self) -> Global___Provenance: ...
+    def __init__(
+        self,
+        *,
+        assessment_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        tenant: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+        vital_signs: Global___VitalSigns | None = ...,
+        complete: _builtins.bool = ...,
+        score: Global___News2Score | None = ...,
+        missing_parameters: _abc.Iterable[_builtins.str] | None = ...,
+        trend: Global___Trend | None = ...,
+        alert_reasons: _abc.Iterable[Global___AlertReason.ValueType] | None = ...,
+        provenance: Global___Provenance | None = ...,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["provenance", b"provenance", "score", b"score", "trend", b"trend", "vital_signs", b"vital_signs"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_reasons", b"alert_reasons", "assessment_id", b"assessment_id", "complete", b"complete", "missing_parameters", b"missing_parameters", "patient_id", b"patient_id", "provenance", b"provenance", "score", b"score", "sequence", b"sequence", "tenant", b"tenant", "trend", b"trend", "version", b"version", "vital_signs", b"vital_signs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Assessment: _TypeAlias = Assessment  # noqa: Y015
+
+@_typing.final
+class RecordVitalSignsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    VITAL_SIGNS_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    patient_id: _builtins.str
+    idempotency_key: _builtins.str
+    """Required. Unique per assessment, reused on retry (a UUID is a good choice)."""
+    @_builtins.property
+    def vital_signs(self) -> Global___VitalSigns: ...
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+        vital_signs: Global___VitalSigns | None = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["vital_signs", b"vital_signs"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "patient_id", b"patient_id", "tenant", b"tenant", "vital_signs", b"vital_signs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordVitalSignsRequest: _TypeAlias = RecordVitalSignsRequest  # noqa: Y015
+
+@_typing.final
+class RecordVitalSignsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSESSMENT_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    replayed: _builtins.bool
+    """True when this repeated an earlier request with the same idempotency key and nothing was stored."""
+    @_builtins.property
+    def assessment(self) -> Global___Assessment: ...
+    def __init__(
+        self,
+        *,
+        assessment: Global___Assessment | None = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment", "replayed", b"replayed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordVitalSignsResponse: _TypeAlias = RecordVitalSignsResponse  # noqa: Y015
+
+@_typing.final
+class ListAssessmentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    patient_id: _builtins.str
+    page_size: _builtins.int
+    """At most this many assessments (default 50, at most 200)."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "patient_id", b"patient_id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAssessmentsRequest: _TypeAlias = ListAssessmentsRequest  # noqa: Y015
+
+@_typing.final
+class ListAssessmentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSESSMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def assessments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Assessment]:
+        """Newest measurement first."""
+
+    def __init__(
+        self,
+        *,
+        assessments: _abc.Iterable[Global___Assessment] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assessments", b"assessments", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAssessmentsResponse: _TypeAlias = ListAssessmentsResponse  # noqa: Y015
+
+@_typing.final
+class WatchAlertsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    FROM_SEQUENCE_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    from_sequence: _builtins.int
+    """Alerts with a sequence greater than this; 0 streams every alert from the beginning."""
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        from_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_sequence", b"from_sequence", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchAlertsRequest: _TypeAlias = WatchAlertsRequest  # noqa: Y015
+
+@_typing.final
+class WatchAlertsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    ASSESSMENT_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """The sequence to resume from."""
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedScalarFieldContainer[Global___AlertReason.ValueType]: ...
+    @_builtins.property
+    def assessment(self) -> Global___Assessment: ...
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        reasons: _abc.Iterable[Global___AlertReason.ValueType] | None = ...,
+        assessment: Global___Assessment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment", "reasons", b"reasons", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchAlertsResponse: _TypeAlias = WatchAlertsResponse  # noqa: Y015
+
+@_typing.final
+class ExportAssessmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    ASSESSMENT_ID_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    patient_id: _builtins.str
+    assessment_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+        assessment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assessment_id", b"assessment_id", "patient_id", b"patient_id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportAssessmentRequest: _TypeAlias = ExportAssessmentRequest  # noqa: Y015
+
+@_typing.final
+class ExportAssessmentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FHIR_JSON_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    fhir_json: _builtins.str
+    """A FHIR R4 Bundle, JSON."""
+    content_type: _builtins.str
+    """application/fhir+json; fhirVersion=4.0"""
+    def __init__(
+        self,
+        *,
+        fhir_json: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "fhir_json", b"fhir_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportAssessmentResponse: _TypeAlias = ExportAssessmentResponse  # noqa: Y015

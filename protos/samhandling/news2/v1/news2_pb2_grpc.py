@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from samhandling.news2.v1 import news2_pb2 as samhandling_dot_news2_dot_v1_dot_news2__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -25,7 +26,12 @@ if _version_not_supported:
 
 
 class News2ServiceStub:
-    """NEWS2 scoring, recording, history, trend and alerts. Its RPCs arrive with the NEWS2 issue; today it serves health and reflection.
+    """NEWS2 (Royal College of Physicians 2017, SpO2 scale 1 and 2): scoring, recording, history, trend,
+    alerts and FHIR export.
+
+    Patient-data requests name their tenant (municipality number; empty means the caller's own) and the
+    patient (fødselsnummer or D-number). Every read and write is decided and logged by the access
+    service first; a denial comes back as its PERMISSION_DENIED with the same ErrorInfo reason.
     """
 
     def __init__(self, channel):
@@ -34,15 +40,113 @@ class News2ServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.ScoreVitalSigns = channel.unary_unary(
+                '/samhandling.news2.v1.News2Service/ScoreVitalSigns',
+                request_serializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.ScoreVitalSignsRequest.SerializeToString,
+                response_deserializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.ScoreVitalSignsResponse.FromString,
+                _registered_method=True)
+        self.RecordVitalSigns = channel.unary_unary(
+                '/samhandling.news2.v1.News2Service/RecordVitalSigns',
+                request_serializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.RecordVitalSignsRequest.SerializeToString,
+                response_deserializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.RecordVitalSignsResponse.FromString,
+                _registered_method=True)
+        self.ListAssessments = channel.unary_unary(
+                '/samhandling.news2.v1.News2Service/ListAssessments',
+                request_serializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.ListAssessmentsRequest.SerializeToString,
+                response_deserializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.ListAssessmentsResponse.FromString,
+                _registered_method=True)
+        self.WatchAlerts = channel.unary_stream(
+                '/samhandling.news2.v1.News2Service/WatchAlerts',
+                request_serializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.WatchAlertsRequest.SerializeToString,
+                response_deserializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.WatchAlertsResponse.FromString,
+                _registered_method=True)
+        self.ExportAssessment = channel.unary_unary(
+                '/samhandling.news2.v1.News2Service/ExportAssessment',
+                request_serializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.ExportAssessmentRequest.SerializeToString,
+                response_deserializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.ExportAssessmentResponse.FromString,
+                _registered_method=True)
 
 
 class News2ServiceServicer:
-    """NEWS2 scoring, recording, history, trend and alerts. Its RPCs arrive with the NEWS2 issue; today it serves health and reflection.
+    """NEWS2 (Royal College of Physicians 2017, SpO2 scale 1 and 2): scoring, recording, history, trend,
+    alerts and FHIR export.
+
+    Patient-data requests name their tenant (municipality number; empty means the caller's own) and the
+    patient (fødselsnummer or D-number). Every read and write is decided and logged by the access
+    service first; a denial comes back as its PERMISSION_DENIED with the same ErrorInfo reason.
     """
+
+    def ScoreVitalSigns(self, request, context):
+        """Pure calculation: validates a complete set of vital signs and scores it. Stores nothing.
+        INVALID_ARGUMENT with one BadRequest field violation per missing or implausible parameter.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordVitalSigns(self, request, context):
+        """Authorises (vital signs, write), scores and stores one assessment; answers after the write is
+        durable. A partial set is stored as incomplete: no total, the missing parameters named. The same
+        idempotency key again returns the stored assessment and stores nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAssessments(self, request, context):
+        """A patient's assessments, newest measurement first, paged, each complete one with its trend
+        against the previous complete one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchAlerts(self, request, context):
+        """The tenant's alerts: every recorded assessment at medium or high risk, with a single parameter
+        scored 3, or 2 or more points above the previous one. Each carries the storage change-feed
+        sequence: reconnect with the last one received to get every alert missed, none twice. Alerts of
+        patients who have objected to sharing are left out (each delivery is decided and logged).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportAssessment(self, request, context):
+        """One stored assessment as a FHIR R4 Bundle (JSON): an Observation per vital sign and one NEWS2
+        Observation derived from them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
 
 def add_News2ServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'ScoreVitalSigns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScoreVitalSigns,
+                    request_deserializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.ScoreVitalSignsRequest.FromString,
+                    response_serializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.ScoreVitalSignsResponse.SerializeToString,
+            ),
+            'RecordVitalSigns': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordVitalSigns,
+                    request_deserializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.RecordVitalSignsRequest.FromString,
+                    response_serializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.RecordVitalSignsResponse.SerializeToString,
+            ),
+            'ListAssessments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAssessments,
+                    request_deserializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.ListAssessmentsRequest.FromString,
+                    response_serializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.ListAssessmentsResponse.SerializeToString,
+            ),
+            'WatchAlerts': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchAlerts,
+                    request_deserializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.WatchAlertsRequest.FromString,
+                    response_serializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.WatchAlertsResponse.SerializeToString,
+            ),
+            'ExportAssessment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportAssessment,
+                    request_deserializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.ExportAssessmentRequest.FromString,
+                    response_serializer=samhandling_dot_news2_dot_v1_dot_news2__pb2.ExportAssessmentResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'samhandling.news2.v1.News2Service', rpc_method_handlers)
@@ -52,5 +156,145 @@ def add_News2ServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class News2Service:
-    """NEWS2 scoring, recording, history, trend and alerts. Its RPCs arrive with the NEWS2 issue; today it serves health and reflection.
+    """NEWS2 (Royal College of Physicians 2017, SpO2 scale 1 and 2): scoring, recording, history, trend,
+    alerts and FHIR export.
+
+    Patient-data requests name their tenant (municipality number; empty means the caller's own) and the
+    patient (fødselsnummer or D-number). Every read and write is decided and logged by the access
+    service first; a denial comes back as its PERMISSION_DENIED with the same ErrorInfo reason.
     """
+
+    @staticmethod
+    def ScoreVitalSigns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samhandling.news2.v1.News2Service/ScoreVitalSigns',
+            samhandling_dot_news2_dot_v1_dot_news2__pb2.ScoreVitalSignsRequest.SerializeToString,
+            samhandling_dot_news2_dot_v1_dot_news2__pb2.ScoreVitalSignsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordVitalSigns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samhandling.news2.v1.News2Service/RecordVitalSigns',
+            samhandling_dot_news2_dot_v1_dot_news2__pb2.RecordVitalSignsRequest.SerializeToString,
+            samhandling_dot_news2_dot_v1_dot_news2__pb2.RecordVitalSignsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAssessments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samhandling.news2.v1.News2Service/ListAssessments',
+            samhandling_dot_news2_dot_v1_dot_news2__pb2.ListAssessmentsRequest.SerializeToString,
+            samhandling_dot_news2_dot_v1_dot_news2__pb2.ListAssessmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/samhandling.news2.v1.News2Service/WatchAlerts',
+            samhandling_dot_news2_dot_v1_dot_news2__pb2.WatchAlertsRequest.SerializeToString,
+            samhandling_dot_news2_dot_v1_dot_news2__pb2.WatchAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportAssessment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samhandling.news2.v1.News2Service/ExportAssessment',
+            samhandling_dot_news2_dot_v1_dot_news2__pb2.ExportAssessmentRequest.SerializeToString,
+            samhandling_dot_news2_dot_v1_dot_news2__pb2.ExportAssessmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from samhandling.news2.v1 import news2_pb2 as _news2_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -26,22 +27,137 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class News2ServiceStub:
-    """NEWS2 scoring, recording, history, trend and alerts. Its RPCs arrive with the NEWS2 issue; today it serves health and reflection."""
+    """NEWS2 (Royal College of Physicians 2017, SpO2 scale 1 and 2): scoring, recording, history, trend,
+    alerts and FHIR export.
+
+    Patient-data requests name their tenant (municipality number; empty means the caller's own) and the
+    patient (fødselsnummer or D-number). Every read and write is decided and logged by the access
+    service first; a denial comes back as its PERMISSION_DENIED with the same ErrorInfo reason.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> News2ServiceAsyncStub: ...
+    ScoreVitalSigns: _grpc.UnaryUnaryMultiCallable[_news2_pb2.ScoreVitalSignsRequest, _news2_pb2.ScoreVitalSignsResponse]
+    """Pure calculation: validates a complete set of vital signs and scores it. Stores nothing.
+    INVALID_ARGUMENT with one BadRequest field violation per missing or implausible parameter.
+    """
+    RecordVitalSigns: _grpc.UnaryUnaryMultiCallable[_news2_pb2.RecordVitalSignsRequest, _news2_pb2.RecordVitalSignsResponse]
+    """Authorises (vital signs, write), scores and stores one assessment; answers after the write is
+    durable. A partial set is stored as incomplete: no total, the missing parameters named. The same
+    idempotency key again returns the stored assessment and stores nothing.
+    """
+    ListAssessments: _grpc.UnaryUnaryMultiCallable[_news2_pb2.ListAssessmentsRequest, _news2_pb2.ListAssessmentsResponse]
+    """A patient's assessments, newest measurement first, paged, each complete one with its trend
+    against the previous complete one.
+    """
+    WatchAlerts: _grpc.UnaryStreamMultiCallable[_news2_pb2.WatchAlertsRequest, _news2_pb2.WatchAlertsResponse]
+    """The tenant's alerts: every recorded assessment at medium or high risk, with a single parameter
+    scored 3, or 2 or more points above the previous one. Each carries the storage change-feed
+    sequence: reconnect with the last one received to get every alert missed, none twice. Alerts of
+    patients who have objected to sharing are left out (each delivery is decided and logged).
+    """
+    ExportAssessment: _grpc.UnaryUnaryMultiCallable[_news2_pb2.ExportAssessmentRequest, _news2_pb2.ExportAssessmentResponse]
+    """One stored assessment as a FHIR R4 Bundle (JSON): an Observation per vital sign and one NEWS2
+    Observation derived from them.
+    """
 
 @_typing.type_check_only
 class News2ServiceAsyncStub(News2ServiceStub):
-    """NEWS2 scoring, recording, history, trend and alerts. Its RPCs arrive with the NEWS2 issue; today it serves health and reflection."""
+    """NEWS2 (Royal College of Physicians 2017, SpO2 scale 1 and 2): scoring, recording, history, trend,
+    alerts and FHIR export.
+
+    Patient-data requests name their tenant (municipality number; empty means the caller's own) and the
+    patient (fødselsnummer or D-number). Every read and write is decided and logged by the access
+    service first; a denial comes back as its PERMISSION_DENIED with the same ErrorInfo reason.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    ScoreVitalSigns: _aio.UnaryUnaryMultiCallable[_news2_pb2.ScoreVitalSignsRequest, _news2_pb2.ScoreVitalSignsResponse]  # type: ignore[assignment]
+    """Pure calculation: validates a complete set of vital signs and scores it. Stores nothing.
+    INVALID_ARGUMENT with one BadRequest field violation per missing or implausible parameter.
+    """
+    RecordVitalSigns: _aio.UnaryUnaryMultiCallable[_news2_pb2.RecordVitalSignsRequest, _news2_pb2.RecordVitalSignsResponse]  # type: ignore[assignment]
+    """Authorises (vital signs, write), scores and stores one assessment; answers after the write is
+    durable. A partial set is stored as incomplete: no total, the missing parameters named. The same
+    idempotency key again returns the stored assessment and stores nothing.
+    """
+    ListAssessments: _aio.UnaryUnaryMultiCallable[_news2_pb2.ListAssessmentsRequest, _news2_pb2.ListAssessmentsResponse]  # type: ignore[assignment]
+    """A patient's assessments, newest measurement first, paged, each complete one with its trend
+    against the previous complete one.
+    """
+    WatchAlerts: _aio.UnaryStreamMultiCallable[_news2_pb2.WatchAlertsRequest, _news2_pb2.WatchAlertsResponse]  # type: ignore[assignment]
+    """The tenant's alerts: every recorded assessment at medium or high risk, with a single parameter
+    scored 3, or 2 or more points above the previous one. Each carries the storage change-feed
+    sequence: reconnect with the last one received to get every alert missed, none twice. Alerts of
+    patients who have objected to sharing are left out (each delivery is decided and logged).
+    """
+    ExportAssessment: _aio.UnaryUnaryMultiCallable[_news2_pb2.ExportAssessmentRequest, _news2_pb2.ExportAssessmentResponse]  # type: ignore[assignment]
+    """One stored assessment as a FHIR R4 Bundle (JSON): an Observation per vital sign and one NEWS2
+    Observation derived from them.
+    """
 
 class News2ServiceServicer(metaclass=_abc_1.ABCMeta):
-    """NEWS2 scoring, recording, history, trend and alerts. Its RPCs arrive with the NEWS2 issue; today it serves health and reflection."""
+    """NEWS2 (Royal College of Physicians 2017, SpO2 scale 1 and 2): scoring, recording, history, trend,
+    alerts and FHIR export.
 
-    ...
+    Patient-data requests name their tenant (municipality number; empty means the caller's own) and the
+    patient (fødselsnummer or D-number). Every read and write is decided and logged by the access
+    service first; a denial comes back as its PERMISSION_DENIED with the same ErrorInfo reason.
+    """
+
+    @_abc_1.abstractmethod
+    def ScoreVitalSigns(
+        self,
+        request: _news2_pb2.ScoreVitalSignsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_news2_pb2.ScoreVitalSignsResponse, _abc.Awaitable[_news2_pb2.ScoreVitalSignsResponse]]:
+        """Pure calculation: validates a complete set of vital signs and scores it. Stores nothing.
+        INVALID_ARGUMENT with one BadRequest field violation per missing or implausible parameter.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordVitalSigns(
+        self,
+        request: _news2_pb2.RecordVitalSignsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_news2_pb2.RecordVitalSignsResponse, _abc.Awaitable[_news2_pb2.RecordVitalSignsResponse]]:
+        """Authorises (vital signs, write), scores and stores one assessment; answers after the write is
+        durable. A partial set is stored as incomplete: no total, the missing parameters named. The same
+        idempotency key again returns the stored assessment and stores nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAssessments(
+        self,
+        request: _news2_pb2.ListAssessmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_news2_pb2.ListAssessmentsResponse, _abc.Awaitable[_news2_pb2.ListAssessmentsResponse]]:
+        """A patient's assessments, newest measurement first, paged, each complete one with its trend
+        against the previous complete one.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchAlerts(
+        self,
+        request: _news2_pb2.WatchAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_news2_pb2.WatchAlertsResponse], _abc.AsyncIterator[_news2_pb2.WatchAlertsResponse]]:
+        """The tenant's alerts: every recorded assessment at medium or high risk, with a single parameter
+        scored 3, or 2 or more points above the previous one. Each carries the storage change-feed
+        sequence: reconnect with the last one received to get every alert missed, none twice. Alerts of
+        patients who have objected to sharing are left out (each delivery is decided and logged).
+        """
+
+    @_abc_1.abstractmethod
+    def ExportAssessment(
+        self,
+        request: _news2_pb2.ExportAssessmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_news2_pb2.ExportAssessmentResponse, _abc.Awaitable[_news2_pb2.ExportAssessmentResponse]]:
+        """One stored assessment as a FHIR R4 Bundle (JSON): an Observation per vital sign and one NEWS2
+        Observation derived from them.
+        """
 
 def add_News2ServiceServicer_to_server(servicer: News2ServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -22,15 +22,56 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&samhandling/overview/v1/overview.proto\x12\x17samhandling.overview.v12\x11\n\x0fOverviewServiceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&samhandling/overview/v1/overview.proto\x12\x17samhandling.overview.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"@\n\x04Unit\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1b\n\x13organisation_number\x18\x02 \x01(\t\x12\r\n\x05phone\x18\x03 \x01(\t\"4\n\x07\x43ontact\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05phone\x18\x03 \x01(\t\"\xfd\x04\n\x10MunicipalService\x12\x38\n\x0b\x63ode_system\x18\x01 \x01(\x0e\x32#.samhandling.overview.v1.CodeSystem\x12\x19\n\x11service_type_code\x18\x02 \x01(\t\x12\x1c\n\x14service_type_display\x18\x03 \x01(\t\x12\x15\n\rlocal_display\x18\x04 \x01(\t\x12\x12\n\nstart_date\x18\x05 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x06 \x01(\t\x12\x1b\n\x13temporary_cessation\x18\x07 \x01(\x08\x12\x11\n\tstay_type\x18\x08 \x01(\t\x12\x15\n\rweekly_extent\x18\t \x01(\t\x12\x19\n\x0cweekly_hours\x18\n \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0b\x64\x65scription\x18\x0b \x01(\t\x12\x15\n\rneeds_caption\x18\x0c \x01(\x08\x12\x15\n\rservice_level\x18\r \x01(\t\x12\x37\n\x10responsible_unit\x18\x0e \x01(\x0b\x32\x1d.samhandling.overview.v1.Unit\x12\x39\n\x0fprimary_contact\x18\x0f \x01(\x0b\x32 .samhandling.overview.v1.Contact\x12\x36\n\x12next_planned_visit\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x0b\x63oordinator\x18\x11 \x01(\x0b\x32 .samhandling.overview.v1.Contact\x12\x14\n\x07key_box\x18\x12 \x01(\x08H\x01\x88\x01\x01\x42\x0f\n\r_weekly_hoursB\n\n\x08_key_box\"X\n\x0fSourceReference\x12\x15\n\rsource_system\x18\x01 \x01(\t\x12.\n\nupdated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xff\x01\n\rOverviewEntry\x12:\n\x07service\x18\x01 \x01(\x0b\x32).samhandling.overview.v1.MunicipalService\x12\x36\n\x06status\x18\x02 \x01(\x0e\x32&.samhandling.overview.v1.ServiceStatus\x12\x39\n\x07sources\x18\x03 \x03(\x0b\x32(.samhandling.overview.v1.SourceReference\x12\x30\n\x0clast_updated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05local\x18\x05 \x01(\x08\"\x91\x01\n\x15SubmitServicesRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\x12;\n\x08services\x18\x03 \x03(\x0b\x32).samhandling.overview.v1.MunicipalService\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"\xa1\x01\n\x16SubmitServicesResponse\x12\x15\n\rsource_system\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12;\n\x08services\x18\x04 \x03(\x0b\x32).samhandling.overview.v1.MunicipalService\x12\x10\n\x08replayed\x18\x05 \x01(\x08\"8\n\x12GetOverviewRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\"\x8c\x01\n\x13GetOverviewResponse\x12\x12\n\npatient_id\x18\x01 \x01(\t\x12\x37\n\x07\x65ntries\x18\x02 \x03(\x0b\x32&.samhandling.overview.v1.OverviewEntry\x12\x12\n\nas_of_date\x18\x03 \x01(\t\x12\x14\n\x0c\x61\x63tive_count\x18\x04 \x01(\x05\"@\n\x1a\x43ountActiveServicesRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\"G\n\x1b\x43ountActiveServicesResponse\x12\x14\n\x0c\x61\x63tive_count\x18\x01 \x01(\x05\x12\x12\n\nas_of_date\x18\x02 \x01(\t\">\n\x15WatchOverviewsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x03\"\x95\x01\n\x16WatchOverviewsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x12\n\npatient_id\x18\x02 \x01(\t\x12\x15\n\rsource_system\x18\x03 \x01(\t\x12>\n\x08overview\x18\x04 \x01(\x0b\x32,.samhandling.overview.v1.GetOverviewResponse\";\n\x15\x45xportOverviewRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\"A\n\x16\x45xportOverviewResponse\x12\x11\n\tfhir_json\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"z\n\x16ListSubmissionsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\x12\x15\n\rsource_system\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"\xb5\x01\n\nSubmission\x12\x15\n\rsource_system\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x30\n\x0csubmitted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x08services\x18\x04 \x03(\x0b\x32).samhandling.overview.v1.MunicipalService\x12\x10\n\x08sequence\x18\x05 \x01(\x03\"l\n\x17ListSubmissionsResponse\x12\x38\n\x0bsubmissions\x18\x01 \x03(\x0b\x32#.samhandling.overview.v1.Submission\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*_\n\nCodeSystem\x12\x1b\n\x17\x43ODE_SYSTEM_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43ODE_SYSTEM_NATIONAL_9151\x10\x01\x12\x15\n\x11\x43ODE_SYSTEM_LOCAL\x10\x02*\x9c\x01\n\rServiceStatus\x12\x1e\n\x1aSERVICE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15SERVICE_STATUS_ACTIVE\x10\x01\x12\x1a\n\x16SERVICE_STATUS_ON_HOLD\x10\x02\x12\x1a\n\x16SERVICE_STATUS_PLANNED\x10\x03\x12\x18\n\x14SERVICE_STATUS_ENDED\x10\x04\x32\xcf\x05\n\x0fOverviewService\x12q\n\x0eSubmitServices\x12..samhandling.overview.v1.SubmitServicesRequest\x1a/.samhandling.overview.v1.SubmitServicesResponse\x12h\n\x0bGetOverview\x12+.samhandling.overview.v1.GetOverviewRequest\x1a,.samhandling.overview.v1.GetOverviewResponse\x12\x80\x01\n\x13\x43ountActiveServices\x12\x33.samhandling.overview.v1.CountActiveServicesRequest\x1a\x34.samhandling.overview.v1.CountActiveServicesResponse\x12s\n\x0eWatchOverviews\x12..samhandling.overview.v1.WatchOverviewsRequest\x1a/.samhandling.overview.v1.WatchOverviewsResponse0\x01\x12q\n\x0e\x45xportOverview\x12..samhandling.overview.v1.ExportOverviewRequest\x1a/.samhandling.overview.v1.ExportOverviewResponse\x12t\n\x0fListSubmissions\x12/.samhandling.overview.v1.ListSubmissionsRequest\x1a\x30.samhandling.overview.v1.ListSubmissionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'samhandling.overview.v1.overview_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OVERVIEWSERVICE']._serialized_start=67
-  _globals['_OVERVIEWSERVICE']._serialized_end=84
+  _globals['_CODESYSTEM']._serialized_start=2622
+  _globals['_CODESYSTEM']._serialized_end=2717
+  _globals['_SERVICESTATUS']._serialized_start=2720
+  _globals['_SERVICESTATUS']._serialized_end=2876
+  _globals['_UNIT']._serialized_start=100
+  _globals['_UNIT']._serialized_end=164
+  _globals['_CONTACT']._serialized_start=166
+  _globals['_CONTACT']._serialized_end=218
+  _globals['_MUNICIPALSERVICE']._serialized_start=221
+  _globals['_MUNICIPALSERVICE']._serialized_end=858
+  _globals['_SOURCEREFERENCE']._serialized_start=860
+  _globals['_SOURCEREFERENCE']._serialized_end=948
+  _globals['_OVERVIEWENTRY']._serialized_start=951
+  _globals['_OVERVIEWENTRY']._serialized_end=1206
+  _globals['_SUBMITSERVICESREQUEST']._serialized_start=1209
+  _globals['_SUBMITSERVICESREQUEST']._serialized_end=1354
+  _globals['_SUBMITSERVICESRESPONSE']._serialized_start=1357
+  _globals['_SUBMITSERVICESRESPONSE']._serialized_end=1518
+  _globals['_GETOVERVIEWREQUEST']._serialized_start=1520
+  _globals['_GETOVERVIEWREQUEST']._serialized_end=1576
+  _globals['_GETOVERVIEWRESPONSE']._serialized_start=1579
+  _globals['_GETOVERVIEWRESPONSE']._serialized_end=1719
+  _globals['_COUNTACTIVESERVICESREQUEST']._serialized_start=1721
+  _globals['_COUNTACTIVESERVICESREQUEST']._serialized_end=1785
+  _globals['_COUNTACTIVESERVICESRESPONSE']._serialized_start=1787
+  _globals['_COUNTACTIVESERVICESRESPONSE']._serialized_end=1858
+  _globals['_WATCHOVERVIEWSREQUEST']._serialized_start=1860
+  _globals['_WATCHOVERVIEWSREQUEST']._serialized_end=1922
+  _globals['_WATCHOVERVIEWSRESPONSE']._serialized_start=1925
+  _globals['_WATCHOVERVIEWSRESPONSE']._serialized_end=2074
+  _globals['_EXPORTOVERVIEWREQUEST']._serialized_start=2076
+  _globals['_EXPORTOVERVIEWREQUEST']._serialized_end=2135
+  _globals['_EXPORTOVERVIEWRESPONSE']._serialized_start=2137
+  _globals['_EXPORTOVERVIEWRESPONSE']._serialized_end=2202
+  _globals['_LISTSUBMISSIONSREQUEST']._serialized_start=2204
+  _globals['_LISTSUBMISSIONSREQUEST']._serialized_end=2326
+  _globals['_SUBMISSION']._serialized_start=2329
+  _globals['_SUBMISSION']._serialized_end=2510
+  _globals['_LISTSUBMISSIONSRESPONSE']._serialized_start=2512
+  _globals['_LISTSUBMISSIONSRESPONSE']._serialized_end=2620
+  _globals['_OVERVIEWSERVICE']._serialized_start=2879
+  _globals['_OVERVIEWSERVICE']._serialized_end=3598
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,646 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+import builtins as _builtins
+import sys
+import typing as _typing
+
+if sys.version_info >= (3, 11):
+    from typing import TypeAlias as _TypeAlias, Never as _Never
+else:
+    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _CodeSystem:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CodeSystemEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CodeSystem.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CODE_SYSTEM_UNSPECIFIED: _CodeSystem.ValueType  # 0
+    """Treated as the national list 9151."""
+    CODE_SYSTEM_NATIONAL_9151: _CodeSystem.ValueType  # 1
+    """Kodeverk 9151, urn:oid:2.16.578.1.12.4.1.1.9151."""
+    CODE_SYSTEM_LOCAL: _CodeSystem.ValueType  # 2
+    """The municipality's own service types, for services outside 9151 (physiotherapy, occupational
+    therapy, mental health and substance abuse services, …).
+    """
+
+class CodeSystem(_CodeSystem, metaclass=_CodeSystemEnumTypeWrapper): ...
+
+CODE_SYSTEM_UNSPECIFIED: CodeSystem.ValueType  # 0
+"""Treated as the national list 9151."""
+CODE_SYSTEM_NATIONAL_9151: CodeSystem.ValueType  # 1
+"""Kodeverk 9151, urn:oid:2.16.578.1.12.4.1.1.9151."""
+CODE_SYSTEM_LOCAL: CodeSystem.ValueType  # 2
+"""The municipality's own service types, for services outside 9151 (physiotherapy, occupational
+therapy, mental health and substance abuse services, …).
+"""
+Global___CodeSystem: _TypeAlias = CodeSystem  # noqa: Y015
+
+class _ServiceStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ServiceStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ServiceStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SERVICE_STATUS_UNSPECIFIED: _ServiceStatus.ValueType  # 0
+    SERVICE_STATUS_ACTIVE: _ServiceStatus.ValueType  # 1
+    """Started, not ended, not temporarily ceased."""
+    SERVICE_STATUS_ON_HOLD: _ServiceStatus.ValueType  # 2
+    """Temporarily ceased (e.g. the patient is in hospital)."""
+    SERVICE_STATUS_PLANNED: _ServiceStatus.ValueType  # 3
+    """Starts in the future."""
+    SERVICE_STATUS_ENDED: _ServiceStatus.ValueType  # 4
+    """Ended (shown for 90 days)."""
+
+class ServiceStatus(_ServiceStatus, metaclass=_ServiceStatusEnumTypeWrapper): ...
+
+SERVICE_STATUS_UNSPECIFIED: ServiceStatus.ValueType  # 0
+SERVICE_STATUS_ACTIVE: ServiceStatus.ValueType  # 1
+"""Started, not ended, not temporarily ceased."""
+SERVICE_STATUS_ON_HOLD: ServiceStatus.ValueType  # 2
+"""Temporarily ceased (e.g. the patient is in hospital)."""
+SERVICE_STATUS_PLANNED: ServiceStatus.ValueType  # 3
+"""Starts in the future."""
+SERVICE_STATUS_ENDED: ServiceStatus.ValueType  # 4
+"""Ended (shown for 90 days)."""
+Global___ServiceStatus: _TypeAlias = ServiceStatus  # noqa: Y015
+
+@_typing.final
+class Unit(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ORGANISATION_NUMBER_FIELD_NUMBER: _builtins.int
+    PHONE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    organisation_number: _builtins.str
+    """Nine digits, mod-11 checked."""
+    phone: _builtins.str
+    """A number that is answered now."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        organisation_number: _builtins.str = ...,
+        phone: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "organisation_number", b"organisation_number", "phone", b"phone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Unit: _TypeAlias = Unit  # noqa: Y015
+
+@_typing.final
+class Contact(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    PHONE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    role: _builtins.str
+    phone: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        role: _builtins.str = ...,
+        phone: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "phone", b"phone", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Contact: _TypeAlias = Contact  # noqa: Y015
+
+@_typing.final
+class MunicipalService(_message.Message):
+    """One municipal service as a source system reports it. Output fields are ignored on input."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_SYSTEM_FIELD_NUMBER: _builtins.int
+    SERVICE_TYPE_CODE_FIELD_NUMBER: _builtins.int
+    SERVICE_TYPE_DISPLAY_FIELD_NUMBER: _builtins.int
+    LOCAL_DISPLAY_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    TEMPORARY_CESSATION_FIELD_NUMBER: _builtins.int
+    STAY_TYPE_FIELD_NUMBER: _builtins.int
+    WEEKLY_EXTENT_FIELD_NUMBER: _builtins.int
+    WEEKLY_HOURS_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    NEEDS_CAPTION_FIELD_NUMBER: _builtins.int
+    SERVICE_LEVEL_FIELD_NUMBER: _builtins.int
+    RESPONSIBLE_UNIT_FIELD_NUMBER: _builtins.int
+    PRIMARY_CONTACT_FIELD_NUMBER: _builtins.int
+    NEXT_PLANNED_VISIT_FIELD_NUMBER: _builtins.int
+    COORDINATOR_FIELD_NUMBER: _builtins.int
+    KEY_BOX_FIELD_NUMBER: _builtins.int
+    code_system: Global___CodeSystem.ValueType
+    service_type_code: _builtins.str
+    """List 9151 ("01" and "1" are both accepted and normalised to "1"), or a local code."""
+    service_type_display: _builtins.str
+    """Output: from the code list for 9151 codes; for local codes, the local_display sent."""
+    local_display: _builtins.str
+    """Required for local codes: what the service is."""
+    start_date: _builtins.str
+    """Required."""
+    end_date: _builtins.str
+    """Empty while ongoing; the last day of delivery otherwise."""
+    temporary_cessation: _builtins.bool
+    """On hold, e.g. while the patient is in hospital."""
+    stay_type: _builtins.str
+    """Type of stay: dagopphold, korttidsopphold, …"""
+    weekly_extent: _builtins.str
+    """The scope per week as sent ("5 timer", "15 minutter", "7.5")."""
+    weekly_hours: _builtins.float
+    """Output: hours per week, when weekly_extent can be read as such."""
+    description: _builtins.str
+    """What is delivered ("Hjemmetjeneste - sårstell")."""
+    needs_caption: _builtins.bool
+    """The user interface should show more information."""
+    service_level: _builtins.str
+    """The responsible unit's place in the organisation ("Hjemmeboende - Sone sør (hjemmesykepleie)")."""
+    key_box: _builtins.bool
+    """Whether a key box exists (sensitive: shown to those with access only)."""
+    @_builtins.property
+    def responsible_unit(self) -> Global___Unit: ...
+    @_builtins.property
+    def primary_contact(self) -> Global___Contact: ...
+    @_builtins.property
+    def next_planned_visit(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def coordinator(self) -> Global___Contact: ...
+    def __init__(
+        self,
+        *,
+        code_system: Global___CodeSystem.ValueType = ...,
+        service_type_code: _builtins.str = ...,
+        service_type_display: _builtins.str = ...,
+        local_display: _builtins.str = ...,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+        temporary_cessation: _builtins.bool = ...,
+        stay_type: _builtins.str = ...,
+        weekly_extent: _builtins.str = ...,
+        weekly_hours: _builtins.float | None = ...,
+        description: _builtins.str = ...,
+        needs_caption: _builtins.bool = ...,
+        service_level: _builtins.str = ...,
+        responsible_unit: Global___Unit | None = ...,
+        primary_contact: Global___Contact | None = ...,
+        next_planned_visit: _timestamp_pb2.Timestamp | None = ...,
+        coordinator: Global___Contact | None = ...,
+        key_box: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_key_box", b"_key_box", "_weekly_hours", b"_weekly_hours", "coordinator", b"coordinator", "key_box", b"key_box", "next_planned_visit", b"next_planned_visit", "primary_contact", b"primary_contact", "responsible_unit", b"responsible_unit", "weekly_hours", b"weekly_hours"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_key_box", b"_key_box", "_weekly_hours", b"_weekly_hours", "code_system", b"code_system", "coordinator", b"coordinator", "description", b"description", "end_date", b"end_date", "key_box", b"key_box", "local_display", b"local_display", "needs_caption", b"needs_caption", "next_planned_visit", b"next_planned_visit", "primary_contact", b"primary_contact", "responsible_unit", b"responsible_unit", "service_level", b"service_level", "service_type_code", b"service_type_code", "service_type_display", b"service_type_display", "start_date", b"start_date", "stay_type", b"stay_type", "temporary_cessation", b"temporary_cessation", "weekly_extent", b"weekly_extent", "weekly_hours", b"weekly_hours"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__key_box: _TypeAlias = _typing.Literal["key_box"]  # noqa: Y015
+    _WhichOneofArgType__key_box: _TypeAlias = _typing.Literal["_key_box", b"_key_box"]  # noqa: Y015
+    _WhichOneofReturnType__weekly_hours: _TypeAlias = _typing.Literal["weekly_hours"]  # noqa: Y015
+    _WhichOneofArgType__weekly_hours: _TypeAlias = _typing.Literal["_weekly_hours", b"_weekly_hours"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__key_box) -> _WhichOneofReturnType__key_box | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__weekly_hours) -> _WhichOneofReturnType__weekly_hours | None: ...
+
+Global___MunicipalService: _TypeAlias = MunicipalService  # noqa: Y015
+
+@_typing.final
+class SourceReference(_message.Message):
+    """A source system that reports an entry, and when it last submitted."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_SYSTEM_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    source_system: _builtins.str
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        source_system: _builtins.str = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["source_system", b"source_system", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SourceReference: _TypeAlias = SourceReference  # noqa: Y015
+
+@_typing.final
+class OverviewEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    SOURCES_FIELD_NUMBER: _builtins.int
+    LAST_UPDATED_FIELD_NUMBER: _builtins.int
+    LOCAL_FIELD_NUMBER: _builtins.int
+    status: Global___ServiceStatus.ValueType
+    local: _builtins.bool
+    """True for services coded in the municipality's local code system."""
+    @_builtins.property
+    def service(self) -> Global___MunicipalService: ...
+    @_builtins.property
+    def sources(self) -> _containers.RepeatedCompositeFieldContainer[Global___SourceReference]:
+        """Every source that reports this service (identical services from two sources are shown once)."""
+
+    @_builtins.property
+    def last_updated(self) -> _timestamp_pb2.Timestamp:
+        """The latest of the sources' updates: how fresh this entry is."""
+
+    def __init__(
+        self,
+        *,
+        service: Global___MunicipalService | None = ...,
+        status: Global___ServiceStatus.ValueType = ...,
+        sources: _abc.Iterable[Global___SourceReference] | None = ...,
+        last_updated: _timestamp_pb2.Timestamp | None = ...,
+        local: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_updated", b"last_updated", "service", b"service"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_updated", b"last_updated", "local", b"local", "service", b"service", "sources", b"sources", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OverviewEntry: _TypeAlias = OverviewEntry  # noqa: Y015
+
+@_typing.final
+class SubmitServicesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    SERVICES_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    patient_id: _builtins.str
+    idempotency_key: _builtins.str
+    """Required. Unique per submission, reused on retry."""
+    @_builtins.property
+    def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___MunicipalService]:
+        """The source's complete current list (at most 200 entries by default)."""
+
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+        services: _abc.Iterable[Global___MunicipalService] | None = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "patient_id", b"patient_id", "services", b"services", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitServicesRequest: _TypeAlias = SubmitServicesRequest  # noqa: Y015
+
+@_typing.final
+class SubmitServicesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_SYSTEM_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    SERVICES_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    source_system: _builtins.str
+    """The source system the list was stored for (the token's client id)."""
+    version: _builtins.int
+    """The version of this source's list for the patient."""
+    sequence: _builtins.int
+    """The position of this submission in the tenant's change feed."""
+    replayed: _builtins.bool
+    """True when this repeated an earlier request with the same idempotency key and nothing was stored."""
+    @_builtins.property
+    def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___MunicipalService]:
+        """The services as stored: normalised codes, display texts from the code list, parsed hours."""
+
+    def __init__(
+        self,
+        *,
+        source_system: _builtins.str = ...,
+        version: _builtins.int = ...,
+        sequence: _builtins.int = ...,
+        services: _abc.Iterable[Global___MunicipalService] | None = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replayed", b"replayed", "sequence", b"sequence", "services", b"services", "source_system", b"source_system", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitServicesResponse: _TypeAlias = SubmitServicesResponse  # noqa: Y015
+
+@_typing.final
+class GetOverviewRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    patient_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["patient_id", b"patient_id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOverviewRequest: _TypeAlias = GetOverviewRequest  # noqa: Y015
+
+@_typing.final
+class GetOverviewResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    AS_OF_DATE_FIELD_NUMBER: _builtins.int
+    ACTIVE_COUNT_FIELD_NUMBER: _builtins.int
+    patient_id: _builtins.str
+    as_of_date: _builtins.str
+    """The date the statuses were computed for."""
+    active_count: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___OverviewEntry]: ...
+    def __init__(
+        self,
+        *,
+        patient_id: _builtins.str = ...,
+        entries: _abc.Iterable[Global___OverviewEntry] | None = ...,
+        as_of_date: _builtins.str = ...,
+        active_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_count", b"active_count", "as_of_date", b"as_of_date", "entries", b"entries", "patient_id", b"patient_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOverviewResponse: _TypeAlias = GetOverviewResponse  # noqa: Y015
+
+@_typing.final
+class CountActiveServicesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    patient_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["patient_id", b"patient_id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountActiveServicesRequest: _TypeAlias = CountActiveServicesRequest  # noqa: Y015
+
+@_typing.final
+class CountActiveServicesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIVE_COUNT_FIELD_NUMBER: _builtins.int
+    AS_OF_DATE_FIELD_NUMBER: _builtins.int
+    active_count: _builtins.int
+    as_of_date: _builtins.str
+    def __init__(
+        self,
+        *,
+        active_count: _builtins.int = ...,
+        as_of_date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_count", b"active_count", "as_of_date", b"as_of_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountActiveServicesResponse: _TypeAlias = CountActiveServicesResponse  # noqa: Y015
+
+@_typing.final
+class WatchOverviewsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    FROM_SEQUENCE_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    from_sequence: _builtins.int
+    """Changes with a sequence greater than this; 0 streams from the beginning."""
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        from_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_sequence", b"from_sequence", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchOverviewsRequest: _TypeAlias = WatchOverviewsRequest  # noqa: Y015
+
+@_typing.final
+class WatchOverviewsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    SOURCE_SYSTEM_FIELD_NUMBER: _builtins.int
+    OVERVIEW_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """The sequence to resume from."""
+    patient_id: _builtins.str
+    source_system: _builtins.str
+    """The source whose submission changed the overview."""
+    @_builtins.property
+    def overview(self) -> Global___GetOverviewResponse:
+        """The patient's compiled overview as it is when the message is sent (the latest state, which is what
+        forwarding needs even when resuming from an old sequence).
+        """
+
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        patient_id: _builtins.str = ...,
+        source_system: _builtins.str = ...,
+        overview: Global___GetOverviewResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["overview", b"overview"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["overview", b"overview", "patient_id", b"patient_id", "sequence", b"sequence", "source_system", b"source_system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchOverviewsResponse: _TypeAlias = WatchOverviewsResponse  # noqa: Y015
+
+@_typing.final
+class ExportOverviewRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    patient_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["patient_id", b"patient_id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportOverviewRequest: _TypeAlias = ExportOverviewRequest  # noqa: Y015
+
+@_typing.final
+class ExportOverviewResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FHIR_JSON_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    fhir_json: _builtins.str
+    """A FHIR R4 Bundle of EpisodeOfCare, JSON."""
+    content_type: _builtins.str
+    def __init__(
+        self,
+        *,
+        fhir_json: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "fhir_json", b"fhir_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportOverviewResponse: _TypeAlias = ExportOverviewResponse  # noqa: Y015
+
+@_typing.final
+class ListSubmissionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    SOURCE_SYSTEM_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    patient_id: _builtins.str
+    source_system: _builtins.str
+    """Only this source's submissions; empty means the caller's own (its token's client id)."""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+        source_system: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "patient_id", b"patient_id", "source_system", b"source_system", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSubmissionsRequest: _TypeAlias = ListSubmissionsRequest  # noqa: Y015
+
+@_typing.final
+class Submission(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_SYSTEM_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    SUBMITTED_AT_FIELD_NUMBER: _builtins.int
+    SERVICES_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    source_system: _builtins.str
+    version: _builtins.int
+    sequence: _builtins.int
+    @_builtins.property
+    def submitted_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___MunicipalService]: ...
+    def __init__(
+        self,
+        *,
+        source_system: _builtins.str = ...,
+        version: _builtins.int = ...,
+        submitted_at: _timestamp_pb2.Timestamp | None = ...,
+        services: _abc.Iterable[Global___MunicipalService] | None = ...,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["submitted_at", b"submitted_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sequence", b"sequence", "services", b"services", "source_system", b"source_system", "submitted_at", b"submitted_at", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Submission: _TypeAlias = Submission  # noqa: Y015
+
+@_typing.final
+class ListSubmissionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBMISSIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def submissions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Submission]:
+        """Oldest first."""
+
+    def __init__(
+        self,
+        *,
+        submissions: _abc.Iterable[Global___Submission] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "submissions", b"submissions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSubmissionsResponse: _TypeAlias = ListSubmissionsResponse  # noqa: Y015

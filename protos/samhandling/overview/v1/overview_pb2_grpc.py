@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from samhandling.overview.v1 import overview_pb2 as samhandling_dot_overview_dot_v1_dot_overview__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -25,7 +26,13 @@ if _version_not_supported:
 
 
 class OverviewServiceStub:
-    """The overview of municipal services compiled per patient across source systems. Its RPCs arrive with the overview issue; today it serves health and reflection.
+    """The overview of municipal services ("oversikt over kommunale tjenester"): each source system submits
+    its complete current list of services for a patient; legevakt reads one compiled overview.
+
+    Patient-data requests name their tenant (municipality number; empty means the caller's own) and the
+    patient (fødselsnummer or D-number). Every read and write is decided and logged by the access
+    service first; a denial comes back as its PERMISSION_DENIED with the same ErrorInfo reason.
+    Dates are ISO-8601 calendar dates, "YYYY-MM-DD"; "today" is the date in Europe/Oslo.
     """
 
     def __init__(self, channel):
@@ -34,15 +41,129 @@ class OverviewServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.SubmitServices = channel.unary_unary(
+                '/samhandling.overview.v1.OverviewService/SubmitServices',
+                request_serializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.SubmitServicesRequest.SerializeToString,
+                response_deserializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.SubmitServicesResponse.FromString,
+                _registered_method=True)
+        self.GetOverview = channel.unary_unary(
+                '/samhandling.overview.v1.OverviewService/GetOverview',
+                request_serializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.GetOverviewRequest.SerializeToString,
+                response_deserializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.GetOverviewResponse.FromString,
+                _registered_method=True)
+        self.CountActiveServices = channel.unary_unary(
+                '/samhandling.overview.v1.OverviewService/CountActiveServices',
+                request_serializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.CountActiveServicesRequest.SerializeToString,
+                response_deserializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.CountActiveServicesResponse.FromString,
+                _registered_method=True)
+        self.WatchOverviews = channel.unary_stream(
+                '/samhandling.overview.v1.OverviewService/WatchOverviews',
+                request_serializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.WatchOverviewsRequest.SerializeToString,
+                response_deserializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.WatchOverviewsResponse.FromString,
+                _registered_method=True)
+        self.ExportOverview = channel.unary_unary(
+                '/samhandling.overview.v1.OverviewService/ExportOverview',
+                request_serializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.ExportOverviewRequest.SerializeToString,
+                response_deserializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.ExportOverviewResponse.FromString,
+                _registered_method=True)
+        self.ListSubmissions = channel.unary_unary(
+                '/samhandling.overview.v1.OverviewService/ListSubmissions',
+                request_serializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.ListSubmissionsRequest.SerializeToString,
+                response_deserializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.ListSubmissionsResponse.FromString,
+                _registered_method=True)
 
 
 class OverviewServiceServicer:
-    """The overview of municipal services compiled per patient across source systems. Its RPCs arrive with the overview issue; today it serves health and reflection.
+    """The overview of municipal services ("oversikt over kommunale tjenester"): each source system submits
+    its complete current list of services for a patient; legevakt reads one compiled overview.
+
+    Patient-data requests name their tenant (municipality number; empty means the caller's own) and the
+    patient (fødselsnummer or D-number). Every read and write is decided and logged by the access
+    service first; a denial comes back as its PERMISSION_DENIED with the same ErrorInfo reason.
+    Dates are ISO-8601 calendar dates, "YYYY-MM-DD"; "today" is the date in Europe/Oslo.
     """
+
+    def SubmitServices(self, request, context):
+        """One source system's complete current list of services for one patient. The source system is the
+        caller's token's client id. The list replaces that source's previous one (a new version; history
+        is kept) and never touches another source's entries. An empty list means "this source delivers
+        nothing now". Idempotent on the idempotency key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOverview(self, request, context):
+        """The compiled overview across every source in the tenant: active first, then on hold, planned, and
+        those ended in the last 90 days. A patient nobody has reported on has an empty overview.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CountActiveServices(self, request, context):
+        """How many services are active now (started, not ended, not temporarily ceased); 0 = none known.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchOverviews(self, request, context):
+        """One message per changed patient overview in the tenant, with the storage sequence: resume from
+        the last sequence received without gaps or repeats. Patients who have objected to sharing are left
+        out (each delivery is decided and logged).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportOverview(self, request, context):
+        """The overview as a FHIR R4 Bundle of EpisodeOfCare resources (JSON).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSubmissions(self, request, context):
+        """Every version a source has submitted for the patient, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
 
 def add_OverviewServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'SubmitServices': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitServices,
+                    request_deserializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.SubmitServicesRequest.FromString,
+                    response_serializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.SubmitServicesResponse.SerializeToString,
+            ),
+            'GetOverview': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOverview,
+                    request_deserializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.GetOverviewRequest.FromString,
+                    response_serializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.GetOverviewResponse.SerializeToString,
+            ),
+            'CountActiveServices': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountActiveServices,
+                    request_deserializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.CountActiveServicesRequest.FromString,
+                    response_serializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.CountActiveServicesResponse.SerializeToString,
+            ),
+            'WatchOverviews': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchOverviews,
+                    request_deserializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.WatchOverviewsRequest.FromString,
+                    response_serializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.WatchOverviewsResponse.SerializeToString,
+            ),
+            'ExportOverview': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportOverview,
+                    request_deserializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.ExportOverviewRequest.FromString,
+                    response_serializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.ExportOverviewResponse.SerializeToString,
+            ),
+            'ListSubmissions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSubmissions,
+                    request_deserializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.ListSubmissionsRequest.FromString,
+                    response_serializer=samhandling_dot_overview_dot_v1_dot_overview__pb2.ListSubmissionsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'samhandling.overview.v1.OverviewService', rpc_method_handlers)
@@ -52,5 +173,173 @@ def add_OverviewServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class OverviewService:
-    """The overview of municipal services compiled per patient across source systems. Its RPCs arrive with the overview issue; today it serves health and reflection.
+    """The overview of municipal services ("oversikt over kommunale tjenester"): each source system submits
+    its complete current list of services for a patient; legevakt reads one compiled overview.
+
+    Patient-data requests name their tenant (municipality number; empty means the caller's own) and the
+    patient (fødselsnummer or D-number). Every read and write is decided and logged by the access
+    service first; a denial comes back as its PERMISSION_DENIED with the same ErrorInfo reason.
+    Dates are ISO-8601 calendar dates, "YYYY-MM-DD"; "today" is the date in Europe/Oslo.
     """
+
+    @staticmethod
+    def SubmitServices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samhandling.overview.v1.OverviewService/SubmitServices',
+            samhandling_dot_overview_dot_v1_dot_overview__pb2.SubmitServicesRequest.SerializeToString,
+            samhandling_dot_overview_dot_v1_dot_overview__pb2.SubmitServicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOverview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samhandling.overview.v1.OverviewService/GetOverview',
+            samhandling_dot_overview_dot_v1_dot_overview__pb2.GetOverviewRequest.SerializeToString,
+            samhandling_dot_overview_dot_v1_dot_overview__pb2.GetOverviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountActiveServices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samhandling.overview.v1.OverviewService/CountActiveServices',
+            samhandling_dot_overview_dot_v1_dot_overview__pb2.CountActiveServicesRequest.SerializeToString,
+            samhandling_dot_overview_dot_v1_dot_overview__pb2.CountActiveServicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchOverviews(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/samhandling.overview.v1.OverviewService/WatchOverviews',
+            samhandling_dot_overview_dot_v1_dot_overview__pb2.WatchOverviewsRequest.SerializeToString,
+            samhandling_dot_overview_dot_v1_dot_overview__pb2.WatchOverviewsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportOverview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samhandling.overview.v1.OverviewService/ExportOverview',
+            samhandling_dot_overview_dot_v1_dot_overview__pb2.ExportOverviewRequest.SerializeToString,
+            samhandling_dot_overview_dot_v1_dot_overview__pb2.ExportOverviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSubmissions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samhandling.overview.v1.OverviewService/ListSubmissions',
+            samhandling_dot_overview_dot_v1_dot_overview__pb2.ListSubmissionsRequest.SerializeToString,
+            samhandling_dot_overview_dot_v1_dot_overview__pb2.ListSubmissionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

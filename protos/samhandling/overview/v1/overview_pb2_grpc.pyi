@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from samhandling.overview.v1 import overview_pb2 as _overview_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -26,22 +27,140 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class OverviewServiceStub:
-    """The overview of municipal services compiled per patient across source systems. Its RPCs arrive with the overview issue; today it serves health and reflection."""
+    """The overview of municipal services ("oversikt over kommunale tjenester"): each source system submits
+    its complete current list of services for a patient; legevakt reads one compiled overview.
+
+    Patient-data requests name their tenant (municipality number; empty means the caller's own) and the
+    patient (fødselsnummer or D-number). Every read and write is decided and logged by the access
+    service first; a denial comes back as its PERMISSION_DENIED with the same ErrorInfo reason.
+    Dates are ISO-8601 calendar dates, "YYYY-MM-DD"; "today" is the date in Europe/Oslo.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> OverviewServiceAsyncStub: ...
+    SubmitServices: _grpc.UnaryUnaryMultiCallable[_overview_pb2.SubmitServicesRequest, _overview_pb2.SubmitServicesResponse]
+    """One source system's complete current list of services for one patient. The source system is the
+    caller's token's client id. The list replaces that source's previous one (a new version; history
+    is kept) and never touches another source's entries. An empty list means "this source delivers
+    nothing now". Idempotent on the idempotency key.
+    """
+    GetOverview: _grpc.UnaryUnaryMultiCallable[_overview_pb2.GetOverviewRequest, _overview_pb2.GetOverviewResponse]
+    """The compiled overview across every source in the tenant: active first, then on hold, planned, and
+    those ended in the last 90 days. A patient nobody has reported on has an empty overview.
+    """
+    CountActiveServices: _grpc.UnaryUnaryMultiCallable[_overview_pb2.CountActiveServicesRequest, _overview_pb2.CountActiveServicesResponse]
+    """How many services are active now (started, not ended, not temporarily ceased); 0 = none known."""
+    WatchOverviews: _grpc.UnaryStreamMultiCallable[_overview_pb2.WatchOverviewsRequest, _overview_pb2.WatchOverviewsResponse]
+    """One message per changed patient overview in the tenant, with the storage sequence: resume from
+    the last sequence received without gaps or repeats. Patients who have objected to sharing are left
+    out (each delivery is decided and logged).
+    """
+    ExportOverview: _grpc.UnaryUnaryMultiCallable[_overview_pb2.ExportOverviewRequest, _overview_pb2.ExportOverviewResponse]
+    """The overview as a FHIR R4 Bundle of EpisodeOfCare resources (JSON)."""
+    ListSubmissions: _grpc.UnaryUnaryMultiCallable[_overview_pb2.ListSubmissionsRequest, _overview_pb2.ListSubmissionsResponse]
+    """Every version a source has submitted for the patient, oldest first."""
 
 @_typing.type_check_only
 class OverviewServiceAsyncStub(OverviewServiceStub):
-    """The overview of municipal services compiled per patient across source systems. Its RPCs arrive with the overview issue; today it serves health and reflection."""
+    """The overview of municipal services ("oversikt over kommunale tjenester"): each source system submits
+    its complete current list of services for a patient; legevakt reads one compiled overview.
+
+    Patient-data requests name their tenant (municipality number; empty means the caller's own) and the
+    patient (fødselsnummer or D-number). Every read and write is decided and logged by the access
+    service first; a denial comes back as its PERMISSION_DENIED with the same ErrorInfo reason.
+    Dates are ISO-8601 calendar dates, "YYYY-MM-DD"; "today" is the date in Europe/Oslo.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    SubmitServices: _aio.UnaryUnaryMultiCallable[_overview_pb2.SubmitServicesRequest, _overview_pb2.SubmitServicesResponse]  # type: ignore[assignment]
+    """One source system's complete current list of services for one patient. The source system is the
+    caller's token's client id. The list replaces that source's previous one (a new version; history
+    is kept) and never touches another source's entries. An empty list means "this source delivers
+    nothing now". Idempotent on the idempotency key.
+    """
+    GetOverview: _aio.UnaryUnaryMultiCallable[_overview_pb2.GetOverviewRequest, _overview_pb2.GetOverviewResponse]  # type: ignore[assignment]
+    """The compiled overview across every source in the tenant: active first, then on hold, planned, and
+    those ended in the last 90 days. A patient nobody has reported on has an empty overview.
+    """
+    CountActiveServices: _aio.UnaryUnaryMultiCallable[_overview_pb2.CountActiveServicesRequest, _overview_pb2.CountActiveServicesResponse]  # type: ignore[assignment]
+    """How many services are active now (started, not ended, not temporarily ceased); 0 = none known."""
+    WatchOverviews: _aio.UnaryStreamMultiCallable[_overview_pb2.WatchOverviewsRequest, _overview_pb2.WatchOverviewsResponse]  # type: ignore[assignment]
+    """One message per changed patient overview in the tenant, with the storage sequence: resume from
+    the last sequence received without gaps or repeats. Patients who have objected to sharing are left
+    out (each delivery is decided and logged).
+    """
+    ExportOverview: _aio.UnaryUnaryMultiCallable[_overview_pb2.ExportOverviewRequest, _overview_pb2.ExportOverviewResponse]  # type: ignore[assignment]
+    """The overview as a FHIR R4 Bundle of EpisodeOfCare resources (JSON)."""
+    ListSubmissions: _aio.UnaryUnaryMultiCallable[_overview_pb2.ListSubmissionsRequest, _overview_pb2.ListSubmissionsResponse]  # type: ignore[assignment]
+    """Every version a source has submitted for the patient, oldest first."""
 
 class OverviewServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The overview of municipal services compiled per patient across source systems. Its RPCs arrive with the overview issue; today it serves health and reflection."""
+    """The overview of municipal services ("oversikt over kommunale tjenester"): each source system submits
+    its complete current list of services for a patient; legevakt reads one compiled overview.
 
-    ...
+    Patient-data requests name their tenant (municipality number; empty means the caller's own) and the
+    patient (fødselsnummer or D-number). Every read and write is decided and logged by the access
+    service first; a denial comes back as its PERMISSION_DENIED with the same ErrorInfo reason.
+    Dates are ISO-8601 calendar dates, "YYYY-MM-DD"; "today" is the date in Europe/Oslo.
+    """
+
+    @_abc_1.abstractmethod
+    def SubmitServices(
+        self,
+        request: _overview_pb2.SubmitServicesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_overview_pb2.SubmitServicesResponse, _abc.Awaitable[_overview_pb2.SubmitServicesResponse]]:
+        """One source system's complete current list of services for one patient. The source system is the
+        caller's token's client id. The list replaces that source's previous one (a new version; history
+        is kept) and never touches another source's entries. An empty list means "this source delivers
+        nothing now". Idempotent on the idempotency key.
+        """
+
+    @_abc_1.abstractmethod
+    def GetOverview(
+        self,
+        request: _overview_pb2.GetOverviewRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_overview_pb2.GetOverviewResponse, _abc.Awaitable[_overview_pb2.GetOverviewResponse]]:
+        """The compiled overview across every source in the tenant: active first, then on hold, planned, and
+        those ended in the last 90 days. A patient nobody has reported on has an empty overview.
+        """
+
+    @_abc_1.abstractmethod
+    def CountActiveServices(
+        self,
+        request: _overview_pb2.CountActiveServicesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_overview_pb2.CountActiveServicesResponse, _abc.Awaitable[_overview_pb2.CountActiveServicesResponse]]:
+        """How many services are active now (started, not ended, not temporarily ceased); 0 = none known."""
+
+    @_abc_1.abstractmethod
+    def WatchOverviews(
+        self,
+        request: _overview_pb2.WatchOverviewsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_overview_pb2.WatchOverviewsResponse], _abc.AsyncIterator[_overview_pb2.WatchOverviewsResponse]]:
+        """One message per changed patient overview in the tenant, with the storage sequence: resume from
+        the last sequence received without gaps or repeats. Patients who have objected to sharing are left
+        out (each delivery is decided and logged).
+        """
+
+    @_abc_1.abstractmethod
+    def ExportOverview(
+        self,
+        request: _overview_pb2.ExportOverviewRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_overview_pb2.ExportOverviewResponse, _abc.Awaitable[_overview_pb2.ExportOverviewResponse]]:
+        """The overview as a FHIR R4 Bundle of EpisodeOfCare resources (JSON)."""
+
+    @_abc_1.abstractmethod
+    def ListSubmissions(
+        self,
+        request: _overview_pb2.ListSubmissionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_overview_pb2.ListSubmissionsResponse, _abc.Awaitable[_overview_pb2.ListSubmissionsResponse]]:
+        """Every version a source has submitted for the patient, oldest first."""
 
 def add_OverviewServiceServicer_to_server(servicer: OverviewServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -321,6 +321,7 @@ class ListRecordsRequest(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    DESCENDING_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     patient_id: _builtins.str
     kind: _builtins.str
@@ -328,6 +329,8 @@ class ListRecordsRequest(_message.Message):
     """At most this many records per page (default 100, at most 1000)."""
     page_token: _builtins.str
     """From the previous response's next_page_token; empty for the first page."""
+    descending: _builtins.bool
+    """Highest key first (e.g. keys that begin with a time: newest first)."""
     def __init__(
         self,
         *,
@@ -336,10 +339,11 @@ class ListRecordsRequest(_message.Message):
         kind: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        descending: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "page_size", b"page_size", "page_token", b"page_token", "patient_id", b"patient_id", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["descending", b"descending", "kind", b"kind", "page_size", b"page_size", "page_token", b"page_token", "patient_id", b"patient_id", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -355,7 +359,7 @@ class ListRecordsResponse(_message.Message):
     """Empty when there are no more pages."""
     @_builtins.property
     def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___Record]:
-        """The latest version of each record, ordered by key."""
+        """The latest version of each record, ordered by key (descending when asked)."""
 
     def __init__(
         self,

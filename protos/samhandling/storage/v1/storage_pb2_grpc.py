@@ -100,7 +100,7 @@ class StorageServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListRecords(self, request, context):
-        """The latest version of every record of one kind for one patient, by key, paged.
+        """The latest version of every record of one kind for one patient, by key (ascending or descending), paged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

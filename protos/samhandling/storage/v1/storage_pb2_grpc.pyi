@@ -50,7 +50,7 @@ class StorageServiceStub:
     ListRecordVersions: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ListRecordVersionsRequest, _storage_pb2.ListRecordVersionsResponse]
     """Every version of one record, oldest first, paged."""
     ListRecords: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ListRecordsRequest, _storage_pb2.ListRecordsResponse]
-    """The latest version of every record of one kind for one patient, by key, paged."""
+    """The latest version of every record of one kind for one patient, by key (ascending or descending), paged."""
     Watch: _grpc.UnaryStreamMultiCallable[_storage_pb2.WatchRequest, _storage_pb2.WatchResponse]
     """The tenant's change feed: every version written after from_sequence, in sequence order, then live
     changes as they commit. Reconnect with the last sequence received to resume without gaps or repeats.
@@ -78,7 +78,7 @@ class StorageServiceAsyncStub(StorageServiceStub):
     ListRecordVersions: _aio.UnaryUnaryMultiCallable[_storage_pb2.ListRecordVersionsRequest, _storage_pb2.ListRecordVersionsResponse]  # type: ignore[assignment]
     """Every version of one record, oldest first, paged."""
     ListRecords: _aio.UnaryUnaryMultiCallable[_storage_pb2.ListRecordsRequest, _storage_pb2.ListRecordsResponse]  # type: ignore[assignment]
-    """The latest version of every record of one kind for one patient, by key, paged."""
+    """The latest version of every record of one kind for one patient, by key (ascending or descending), paged."""
     Watch: _aio.UnaryStreamMultiCallable[_storage_pb2.WatchRequest, _storage_pb2.WatchResponse]  # type: ignore[assignment]
     """The tenant's change feed: every version written after from_sequence, in sequence order, then live
     changes as they commit. Reconnect with the last sequence received to resume without gaps or repeats.
@@ -127,7 +127,7 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _storage_pb2.ListRecordsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.ListRecordsResponse, _abc.Awaitable[_storage_pb2.ListRecordsResponse]]:
-        """The latest version of every record of one kind for one patient, by key, paged."""
+        """The latest version of every record of one kind for one patient, by key (ascending or descending), paged."""
 
     @_abc_1.abstractmethod
     def Watch(
