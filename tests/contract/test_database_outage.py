@@ -10,11 +10,12 @@ import grpc
 import pytest
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from samhandling.access.v1 import access_pb2, access_pb2_grpc
 from samhandling.storage.v1 import storage_pb2, storage_pb2_grpc
 
-from services.platform.embedded_database import EmbeddedPostgres
 from services.catalog import migrate_database
-from tests.conftest import start_storage
+from services.platform.embedded_database import EmbeddedPostgres
+from tests.conftest import start_service, start_storage
 from tests.support import BODO, bearer, person_number
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -40,10 +41,15 @@ def put(patient: str, key: str) -> storage_pb2.PutRecordRequest:
     )
 
 
-async def wait_for_status(health: health_pb2_grpc.HealthStub, wanted: int, timeout: float = 15.0) -> None:
+async def wait_for_status(
+    health: health_pb2_grpc.HealthStub,
+    wanted: int,
+    timeout: float = 15.0,
+    service: str = "samhandling.storage.v1.StorageService",
+) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        response = await health.Check(health_pb2.HealthCheckRequest(service="samhandling.storage.v1.StorageService"))
+        response = await health.Check(health_pb2.HealthCheckRequest(service=service))
         if response.status == wanted:
             return
         assert asyncio.get_running_loop().time() < deadline, f"health stayed {response.status}"
@@ -78,3 +84,35 @@ async def test_database_outage_is_unavailable_and_recovers_by_itself(settings, o
 
     assert after.record.version == 1
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_no_access_is_granted_when_the_decision_cannot_be_logged(settings, own_database, mint):
+    running = await start_service("access", settings, own_database.url)
+    patient = person_number()
+    token = bearer(mint(BODO, hpr_number="565505933", patient_ids=(patient,)))
+    citizen = bearer(mint(BODO, citizen_id=patient))
+    request = access_pb2.AuthorizeRequest(
+        patient_id=patient, data_kind=access_pb2.DATA_KIND_SERVICES_OVERVIEW, action=access_pb2.ACTION_READ
+    )
+    try:
+        async with aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            access = access_pb2_grpc.AccessServiceStub(channel)
+            health = health_pb2_grpc.HealthStub(channel)
+            await access.Authorize(request, metadata=token)
+
+            await asyncio.to_thread(own_database.stop, "fast")
+            with pytest.raises(aio.AioRpcError) as down:
+                await access.Authorize(request, metadata=token, timeout=15)
+            assert down.value.code() == grpc.StatusCode.UNAVAILABLE
+            await wait_for_status(health, NOT_SERVING, service="samhandling.access.v1.AccessService")
+
+            await asyncio.to_thread(own_database.start)
+            await wait_for_status(health, SERVING, service="samhandling.access.v1.AccessService")
+            await access.Authorize(request, metadata=token)
+            log = await access.ListAccessLog(access_pb2.ListAccessLogRequest(patient_id=patient), metadata=citizen)
+            verdict = await access.VerifyAccessLog(access_pb2.VerifyAccessLogRequest(), metadata=token)
+    finally:
+        await running.stop()
+
+    assert len(log.entries) == 2, "the call during the outage must have left no entry"
+    assert verdict.intact
