@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--privacy-officer", action="store_true", help="the municipality's privacy officer (access log, follow-ups)"
     )
+    token.add_argument(
+        "--feed", action="store_true", help="a system that follows the change feeds (WatchOverviews, WatchAlerts)"
+    )
     token.add_argument("--ttl", type=int, default=3600, metavar="SECONDS", help="lifetime (default 3600)")
     _data_dir_option(token)
     token.set_defaults(handler=_dev_token)
@@ -159,8 +162,8 @@ def _dev_token(args: argparse.Namespace, settings: Settings) -> int:
             problems.append(f"patient {patient}: {problem}")
     if args.hpr is not None and not (args.hpr.isdigit() and 1 <= len(args.hpr) <= 9):
         problems.append("--hpr must be an HPR number (up to 9 digits)")
-    if args.privacy_officer and args.citizen:
-        problems.append("--privacy-officer and --citizen exclude each other")
+    if args.citizen and (args.privacy_officer or args.feed):
+        problems.append("--citizen excludes --privacy-officer and --feed")
     if args.ttl <= 0:
         problems.append("--ttl must be positive")
     if problems:
@@ -177,6 +180,7 @@ def _dev_token(args: argparse.Namespace, settings: Settings) -> int:
         citizen_id=args.citizen,
         name=args.name,
         privacy_officer=args.privacy_officer,
+        feed=args.feed,
         ttl_seconds=args.ttl,
     )
     print(mint_dev_token(settings.dev_keys_dir, request))

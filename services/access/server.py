@@ -25,6 +25,7 @@ def build(settings: Settings, database_url: str) -> ServiceDefinition:
     )
 
     async def close() -> None:
+        await servicer.decisions.close()
         await engine.dispose()
 
     return ServiceDefinition(

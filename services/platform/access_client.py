@@ -10,7 +10,20 @@ from dataclasses import dataclass
 from grpc import aio
 from samhandling.access.v1 import access_pb2, access_pb2_grpc
 
+from services.platform.errors import PermissionDenied
 from services.platform.peer_errors import domain_error
+from services.platform.principal import Principal
+
+# Denials that concern one patient: a feed leaves that patient's item out and goes on.
+PATIENT_LEVEL_DENIALS = frozenset({"PATIENT_OBJECTED", "PRACTITIONER_BLOCKED"})
+
+
+def require_feed_subscriber(caller: Principal) -> None:
+    """Fails a feed subscription at once rather than at its first item. Access still decides each item."""
+    if not caller.may_follow_feeds:
+        raise PermissionDenied(
+            "FEED_NOT_ALLOWED", "following a feed needs a system token with the samhandling:feed scope"
+        )
 
 
 class DataKind(enum.IntEnum):

@@ -23,6 +23,7 @@ from services.platform.principal import (
     CLAIM_NAME,
     CLAIM_ORGNR_PARENT,
     CLAIM_PERSON_ID,
+    FEED_SCOPE,
     PRIVACY_OFFICER_SCOPE,
 )
 
@@ -62,6 +63,7 @@ class DevTokenRequest:
     citizen_id: str | None = None
     name: str | None = None
     privacy_officer: bool = False
+    feed: bool = False
     ttl_seconds: int = 3600
     extra_claims: dict[str, Any] = field(default_factory=dict)
 
@@ -88,7 +90,10 @@ def dev_claims(request: DevTokenRequest) -> dict[str, Any]:
     if request.citizen_id:
         claims |= {"sub": request.citizen_id, CLAIM_PERSON_ID: request.citizen_id, "scope": CITIZEN_SCOPE}
     else:
-        scope = f"samhandling {PRIVACY_OFFICER_SCOPE}" if request.privacy_officer else "samhandling"
+        scopes = ["samhandling"]
+        scopes += [PRIVACY_OFFICER_SCOPE] if request.privacy_officer else []
+        scopes += [FEED_SCOPE] if request.feed else []
+        scope = " ".join(scopes)
         claims |= {"sub": request.hpr_number or request.client_id, "scope": scope}
         if request.hpr_number:
             claims[CLAIM_HPR_NUMBER] = request.hpr_number

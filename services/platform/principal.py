@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +19,13 @@ ATTESTATION_TYPE = "nhn:tillitsrammeverk:parameters"
 CITIZEN_SCOPE = "samhandling:citizen"
 # The municipality's privacy officer: reads any patient's access log and the follow-up stream.
 PRIVACY_OFFICER_SCOPE = "samhandling:privacy-officer"
+# A system that follows a tenant's change feeds (WatchOverviews, WatchAlerts) for forwarding or alerting.
+FEED_SCOPE = "samhandling:feed"
 CLAIM_NAME = "name"
 
 PURPOSES_OF_USE = ("TREAT", "ETREAT", "COC", "BTG")
+_CODE = re.compile(r"[A-Z_]{1,10}")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,10 @@ class Principal:
         return PRIVACY_OFFICER_SCOPE in self.scopes
 
     @property
+    def may_follow_feeds(self) -> bool:
+        return FEED_SCOPE in self.scopes and not self.is_citizen
+
+    @property
     def acting_organisation_number(self) -> str:
         return self.unit_organisation_number or self.organisation_number
 
@@ -83,13 +92,18 @@ def _get(mapping: Mapping[str, Any], *path: str) -> Any:
 
 
 def _code(value: Any) -> str | None:
+    """A purpose-of-use code: kept when it looks like one (it goes into the access log), else marked
+    invalid, so no rule can mistake it for a known code and no log column can overflow on it."""
     if isinstance(value, Mapping):
         value = value.get("code")
-    return value if isinstance(value, str) and value else None
+    if not isinstance(value, str) or not value:
+        return None
+    return value if _CODE.fullmatch(value) else "INVALID"
 
 
 def _text(value: Any, limit: int = 200) -> str | None:
-    if not isinstance(value, str) or not value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    """Printable text that survives UTF-8 (no control characters, no lone surrogates), or None."""
+    if not isinstance(value, str) or not value or _UNPRINTABLE.search(value):
         return None
     return value[:limit]
 

@@ -153,7 +153,7 @@ def _unverified_header(token: str) -> dict[str, Any]:
 _TEXT_MAX = 200
 _CLIENT_ID = re.compile(r"[\x21-\x7e]{1,200}")  # printable ASCII: it becomes a record's source system
 _HPR_NUMBER = re.compile(r"[0-9]{1,9}")
-_TEXT = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
+_TEXT = re.compile(r"[^\x00-\x1f\x7f\ud800-\udfff]{1,200}")
 
 
 def _claim(

@@ -341,3 +341,55 @@ async def test_the_application_role_cannot_change_the_log(access, database, pati
             await connection.execute("DELETE FROM access_log WHERE entry_id = $1", granted.decision_id)
     finally:
         await connection.close()
+
+
+async def test_a_clinician_may_add_but_never_lift_a_restriction(access, patient, clinician, citizen):
+    request = {"patient_id": patient, "hpr_number": NURSE_HPR, "documented_request": "phone call 2026-11-26"}
+    await access.BlockPractitioner(access_pb2.BlockPractitionerRequest(**request), metadata=clinician(hpr=DOCTOR_HPR))
+    info = await denied(
+        access.UnblockPractitioner(access_pb2.UnblockPractitionerRequest(**request), metadata=clinician())
+    )
+    assert info.reason == "PATIENT_OR_PRIVACY_OFFICER_REQUIRED"
+    info = await denied(
+        access.WithdrawObjection(
+            access_pb2.WithdrawObjectionRequest(patient_id=patient, documented_request="x"), metadata=clinician()
+        )
+    )
+    assert info.reason == "PATIENT_OR_PRIVACY_OFFICER_REQUIRED"
+    assert (await denied(access.Authorize(authorize(patient), metadata=clinician("BTG")))).reason == (
+        "PRACTITIONER_BLOCKED"
+    )
+    lifted = await access.UnblockPractitioner(
+        access_pb2.UnblockPractitionerRequest(patient_id=patient, hpr_number=NURSE_HPR), metadata=citizen
+    )
+    assert lifted.changed
+
+
+async def test_a_feed_decision_needs_the_feed_scope(access, mint, patient, clinician):
+    request = access_pb2.AuthorizeRequest(patient_id=patient, data_kind=OVERVIEW, action=READ, feed=True)
+    other_patient = clinician(patients=(person_number(),))
+    assert (await denied(access.Authorize(request, metadata=other_patient))).reason == "FEED_NOT_ALLOWED"
+    system = bearer(mint(BODO, client_id="forwarder", feed=True))
+    assert (await access.Authorize(request, metadata=system)).decision_id
+    btg_system = bearer(mint(BODO, client_id="forwarder", feed=True, purpose_of_use="BTG"))
+    assert (await denied(access.Authorize(request, metadata=btg_system))).reason == "FEED_NOT_ALLOWED"
+
+
+async def test_a_malformed_attestation_fails_only_its_own_decision(access, mint):
+    patients = [person_number() for _ in range(12)]
+    good = [bearer(mint(BODO, hpr_number=NURSE_HPR, patient_ids=(patient,))) for patient in patients[1:]]
+    odd = bearer(
+        mint(
+            BODO,
+            hpr_number=NURSE_HPR,
+            patient_ids=(patients[0],),
+            purpose_of_use="TREATMENT-OF-A-VERY-LONG-KIND",
+        )
+    )
+    calls = [access.Authorize(authorize(patients[0]), metadata=odd)]
+    calls += [access.Authorize(authorize(p), metadata=t) for p, t in zip(patients[1:], good, strict=True)]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(result, access_pb2.AuthorizeResponse) for result in results[1:])
+    assert isinstance(results[0], aio.AioRpcError)
+    assert results[0].code() == grpc.StatusCode.PERMISSION_DENIED
+    assert error_info(results[0]).reason == "PURPOSE_NOT_ALLOWED"

@@ -254,7 +254,7 @@ async def test_watch_resumes_from_a_sequence_without_gaps_or_repeats(overview, m
             submit(patient, service("6", oslo_today())), metadata=as_source(HOME_CARE, patients=(patient,))
         )
         sequences.append(response.sequence)
-    follower = bearer(mint(BODO, client_id="forwarder", purpose_of_use="TREAT"))
+    follower = bearer(mint(BODO, client_id="forwarder", purpose_of_use="TREAT", feed=True))
     seen = []
     stream = overview.WatchOverviews(
         overview_pb2.WatchOverviewsRequest(from_sequence=sequences[0] - 1), metadata=follower
@@ -298,3 +298,35 @@ async def test_the_overview_exports_as_a_valid_fhir_bundle_of_episodes_of_care(o
     assert coding["system"] == "urn:oid:2.16.578.1.12.4.1.1.9151" and coding["code"] == "15"
     assert episodes[0]["patient"]["identifier"]["value"] == patient
     assert "application/fhir+json" in exported.content_type
+
+
+async def test_following_the_feed_needs_the_feed_scope(overview, as_source):
+    stream = overview.WatchOverviews(overview_pb2.WatchOverviewsRequest(), metadata=as_source(LEGEVAKT))
+    with pytest.raises(aio.AioRpcError) as raised:
+        await stream.read()
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert error_info(raised.value).reason == "FEED_NOT_ALLOWED"
+
+
+async def test_the_feed_leaves_out_patients_who_objected(overview, access, mint, as_source):
+    objector, other = person_number(), person_number()
+    await access.RegisterObjection(
+        access_pb2.RegisterObjectionRequest(patient_id=objector), metadata=bearer(mint(BODO, citizen_id=objector))
+    )
+    first = await overview.SubmitServices(
+        submit(objector, service("6", oslo_today())), metadata=as_source(HOME_CARE, purpose="BTG", patients=(objector,))
+    )
+    last = await overview.SubmitServices(
+        submit(other, service("6", oslo_today())), metadata=as_source(HOME_CARE, patients=(other,))
+    )
+    follower = bearer(mint(BODO, client_id="forwarder", feed=True))
+    stream = overview.WatchOverviews(
+        overview_pb2.WatchOverviewsRequest(from_sequence=first.sequence - 1), metadata=follower
+    )
+    seen = []
+    async for message in stream:
+        seen.append(message.patient_id)
+        if message.sequence >= last.sequence:
+            break
+    stream.cancel()
+    assert other in seen and objector not in seen

@@ -46,22 +46,26 @@ class PostgresAccessStore:
     async def decide(self, tenant: str, queries: Sequence[AccessQuery]) -> list[tuple[Decision, ChainedEntry]]:
         """Decides every query (all for `tenant`) and logs each decision, in one transaction."""
         async with tenant_session(self.sessions, tenant) as session:
+            # The chain head first: consent changes take it too, so a decision and a consent change are
+            # strictly ordered, and a decision never uses consent that a committed change has replaced.
+            head = await _lock_head(session, tenant)
             consent = await _consent_states(session, tenant, {query.patient_id for query in queries})
             decisions = [decide(query, consent.get(query.patient_id, ConsentState())) for query in queries]
             now = datetime.now(UTC)
             entries = [
                 _decision_entry(query, decision, now) for query, decision in zip(queries, decisions, strict=True)
             ]
-            chained = await _append(session, tenant, entries)
+            chained = await _append(session, head, entries)
         return list(zip(decisions, chained, strict=True))
 
     async def change_consent(self, command: ConsentCommand) -> tuple[ConsentResult, ChainedEntry | None]:
         """Applies one consent change and logs it in the same transaction; a no-op change logs nothing."""
         async with tenant_session(self.sessions, command.tenant) as session:
+            head = await _lock_head(session, command.tenant)
             result = await _apply(session, command)
             if not result.changed:
                 return result, None
-            chained = await _append(session, command.tenant, [_consent_entry(command)])
+            chained = await _append(session, head, [_consent_entry(command)])
         return result, chained[0]
 
     async def consent(self, tenant: str, patient_id: str) -> tuple[Objection | None, list[Block]]:
@@ -98,7 +102,9 @@ class PostgresAccessStore:
         verifier = ChainVerifier()
         async with tenant_session(self.sessions, tenant) as session:
             head = await session.get(AccessLogHead, tenant)
-            async for item in _entries_in_order(session, tenant):
+            # Only up to the head read above: entries committed meanwhile are checked next time.
+            last = head.last_sequence if head else 0
+            async for item in _entries_in_order(session, tenant, last):
                 if not verifier.check(item):
                     break
         if head is None:
@@ -106,13 +112,13 @@ class PostgresAccessStore:
         return verifier.result(head_sequence=head.last_sequence, head_hash=head.last_hash)
 
 
-async def _entries_in_order(session: AsyncSession, tenant: str) -> AsyncIterator[ChainedEntry]:
+async def _entries_in_order(session: AsyncSession, tenant: str, last: int) -> AsyncIterator[ChainedEntry]:
     after = 0
     while True:
         rows = list(
             await session.scalars(
                 select(AccessLogRow)
-                .where(AccessLogRow.tenant == tenant, AccessLogRow.sequence > after)
+                .where(AccessLogRow.tenant == tenant, AccessLogRow.sequence > after, AccessLogRow.sequence <= last)
                 .order_by(AccessLogRow.sequence)
                 .limit(VERIFY_BATCH)
             )
@@ -146,23 +152,26 @@ async def _consent_states(session: AsyncSession, tenant: str, patient_ids: set[s
     }
 
 
-async def _append(session: AsyncSession, tenant: str, entries: Sequence[LogEntry]) -> list[ChainedEntry]:
-    """Links entries onto the tenant's chain. The head row stays locked until commit, so concurrent
-    appenders (in this process or another replica) take turns and the chain has exactly one order."""
-    await session.execute(
+async def _lock_head(session: AsyncSession, tenant: str) -> AccessLogHead:
+    """The tenant's chain head, locked until commit: appenders (in this process or another replica)
+    take turns, so the chain has exactly one order. One round trip, creating the head on first use."""
+    upsert = (
         pg_insert(AccessLogHead)
         .values(tenant=tenant, last_sequence=0, last_hash=GENESIS_HASH)
-        .on_conflict_do_nothing(index_elements=["tenant"])
+        .on_conflict_do_update(index_elements=["tenant"], set_={"tenant": tenant})
+        .returning(AccessLogHead)
     )
-    head = (
-        await session.execute(select(AccessLogHead).where(AccessLogHead.tenant == tenant).with_for_update())
-    ).scalar_one()
+    return (await session.execute(select(AccessLogHead).from_statement(upsert))).scalar_one()
+
+
+async def _append(session: AsyncSession, head: AccessLogHead, entries: Sequence[LogEntry]) -> list[ChainedEntry]:
+    """Links entries onto the chain whose head the transaction has locked."""
     chained = chain(entries, last_sequence=head.last_sequence, last_hash=head.last_hash)
     await session.execute(insert(AccessLogRow), [_row_values(item) for item in chained])
     head.last_sequence, head.last_hash = chained[-1].sequence, chained[-1].entry_hash
     if any(item.entry.follow_up for item in chained):
         await session.execute(
-            text("SELECT pg_notify(:channel, :tenant)"), {"channel": FOLLOW_UP_CHANNEL, "tenant": tenant}
+            text("SELECT pg_notify(:channel, :tenant)"), {"channel": FOLLOW_UP_CHANNEL, "tenant": head.tenant}
         )
     return chained
 
@@ -238,7 +247,7 @@ def _consent_entry(command: ConsentCommand) -> LogEntry:
         reason=command.change.value,
         break_the_glass=False,
         follow_up=False,
-        on_patients_request=registration.registered_by is RegisteredBy.CLINICIAN_ON_PATIENTS_REQUEST,
+        on_patients_request=registration.registered_by is not RegisteredBy.PATIENT,
         subject_hpr_number=command.hpr_number,
     )
 

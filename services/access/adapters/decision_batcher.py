@@ -31,6 +31,8 @@ class Batcher(Generic[Query, Result]):
 
     async def submit(self, tenant: str, query: Query) -> Result:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        # A caller that gave up never reads its future; reading the exception here keeps it quiet.
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
         self._pending.setdefault(tenant, []).append((query, future))
         if tenant not in self._drainers:
             self._drainers[tenant] = asyncio.create_task(self._drain(tenant))
@@ -38,22 +40,46 @@ class Batcher(Generic[Query, Result]):
         # and logged with the rest of its batch, which is right: the attempt happened.
         return await asyncio.shield(future)
 
+    async def close(self) -> None:
+        """Lets the batches in flight finish (used before the database goes away)."""
+        await asyncio.gather(*self._drainers.values(), return_exceptions=True)
+
     async def _drain(self, tenant: str) -> None:
+        batch: list[tuple[Query, asyncio.Future[Result]]] = []
         try:
             while pending := self._pending.get(tenant):
                 batch, self._pending[tenant] = pending[: self.max_batch], pending[self.max_batch :]
-                try:
-                    results = await self.flush(tenant, [query for query, _ in batch])
-                except Exception as error:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(error)
-                    continue
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
+                await self._run(tenant, batch)
+                batch = []
         finally:
             del self._drainers[tenant]
-            for _, future in self._pending.pop(tenant, []):  # only when cancelled at shutdown
+            # Only when cancelled (shutdown): nobody may wait forever.
+            for _, future in [*batch, *self._pending.pop(tenant, [])]:
                 if not future.done():
                     future.set_exception(Unavailable("the access service is shutting down; retry"))
+
+    async def _run(self, tenant: str, batch: list[tuple[Query, asyncio.Future[Result]]]) -> None:
+        try:
+            results = await self.flush(tenant, [query for query, _ in batch])
+        except Unavailable as error:
+            _fail(batch, error)
+            return
+        except Exception as error:
+            if len(batch) == 1:
+                _fail(batch, error)
+                return
+            # Something about one query (not the database) failed the batch: decide each on its own so
+            # that only the query at fault fails.
+            log.warning("a batch of %d decisions failed (%s); retrying one by one", len(batch), type(error).__name__)
+            for item in batch:
+                await self._run(tenant, [item])
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+
+def _fail(batch: Sequence[tuple[object, asyncio.Future]], error: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(error)

@@ -169,7 +169,7 @@ class AccessServiceServicer(access_pb2_grpc.AccessServiceServicer):
     async def _change(self, request, change: ConsentChange, hpr_number: str | None = None):
         caller, tenant = self._patient_request(request)
         registration = registration_for(
-            caller, tenant, request.patient_id, request.documented_request, datetime.now(UTC)
+            caller, tenant, request.patient_id, request.documented_request, change, datetime.now(UTC)
         )
         command = ConsentCommand(tenant, request.patient_id, change, registration, hpr_number)
         result, _ = await self.store.change_consent(command)

@@ -20,6 +20,12 @@ class RegisteredBy(enum.IntEnum):
     # Numbers equal the protobuf enum numbers.
     PATIENT = 1
     CLINICIAN_ON_PATIENTS_REQUEST = 2
+    PRIVACY_OFFICER_ON_PATIENTS_REQUEST = 3
+
+
+# Changes that restrict access: a clinician may make them on the patient's request. Lifting a
+# restriction is the patient's own act (or the privacy officer's), never the restricted party's.
+RESTRICTING_CHANGES = frozenset({ConsentChange.OBJECTION_REGISTERED, ConsentChange.PRACTITIONER_BLOCKED})
 
 
 @dataclass(frozen=True)
@@ -73,27 +79,43 @@ def actor_of(caller: Principal) -> Actor:
     )
 
 
-def registration_for(caller: Principal, tenant: str, patient_id: str, documented_request: str, now: datetime):
-    """Who may change a patient's consent: the patient, or a clinician on the patient's documented request."""
+def registration_for(
+    caller: Principal, tenant: str, patient_id: str, documented_request: str, change: ConsentChange, now: datetime
+) -> Registration:
+    """Who may change a patient's consent: the patient; a clinician, on the patient's documented request,
+    only to add a restriction; the privacy officer, on the patient's documented request."""
     require_tenant(caller, tenant)
     if caller.is_citizen:
         if caller.person_id != patient_id:
             raise PermissionDenied("NOT_THE_PATIENT", "a patient may only change their own objection and blocks")
         return Registration(now, RegisteredBy.PATIENT, actor_of(caller), None)
+    if caller.is_privacy_officer:
+        request = _documented_request(documented_request)
+        return Registration(now, RegisteredBy.PRIVACY_OFFICER_ON_PATIENTS_REQUEST, actor_of(caller), request)
     if caller.hpr_number is None:
         raise PermissionDenied("CLINICIAN_REQUIRED", "only the patient or a clinician (HPR number) may do this")
+    if change not in RESTRICTING_CHANGES:
+        raise PermissionDenied(
+            "PATIENT_OR_PRIVACY_OFFICER_REQUIRED",
+            "only the patient or the privacy officer may withdraw an objection or lift a block",
+        )
     if caller.attestation is None or patient_id not in caller.attestation.patient_ids:
         raise PermissionDenied("PATIENT_NOT_IN_ATTESTATION", "the token's attestation does not name this patient")
-    documented_request = documented_request.strip()
-    if not documented_request:
+    request = _documented_request(documented_request)
+    return Registration(now, RegisteredBy.CLINICIAN_ON_PATIENTS_REQUEST, actor_of(caller), request)
+
+
+def _documented_request(value: str) -> str:
+    value = value.strip()
+    if not value:
         raise InvalidArgument.single(
-            "documented_request", "required when a clinician acts on the patient's request: where it is documented"
+            "documented_request", "required when acting on the patient's request: where that request is documented"
         )
-    if len(documented_request) > DOCUMENTED_REQUEST_MAX or not documented_request.isprintable():
+    if len(value) > DOCUMENTED_REQUEST_MAX or not value.isprintable():
         raise InvalidArgument.single(
             "documented_request", f"at most {DOCUMENTED_REQUEST_MAX} printable characters, no clinical content"
         )
-    return Registration(now, RegisteredBy.CLINICIAN_ON_PATIENTS_REQUEST, actor_of(caller), documented_request)
+    return value
 
 
 def require_tenant(caller: Principal, tenant: str) -> None:

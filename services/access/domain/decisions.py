@@ -27,6 +27,7 @@ class Reason(enum.StrEnum):
     PURPOSE_NOT_ALLOWED = "PURPOSE_NOT_ALLOWED"
     PRACTITIONER_BLOCKED = "PRACTITIONER_BLOCKED"
     PATIENT_OBJECTED = "PATIENT_OBJECTED"
+    FEED_NOT_ALLOWED = "FEED_NOT_ALLOWED"
 
 
 BREAK_THE_GLASS = "BTG"
@@ -43,6 +44,8 @@ MESSAGES = {
     Reason.PURPOSE_NOT_ALLOWED: "the attested purpose of use does not allow this kind of data",
     Reason.PRACTITIONER_BLOCKED: "the patient has blocked this clinician",
     Reason.PATIENT_OBJECTED: "the patient has objected to sharing; only break the glass may override it",
+    Reason.FEED_NOT_ALLOWED: "following a feed needs a system token with the samhandling:feed scope, a care "
+    "purpose other than BTG, and reads only",
 }
 
 
@@ -90,14 +93,27 @@ def decide_without_consent(query: AccessQuery) -> Decision | None:
     caller, btg = query.caller, query.purpose_of_use == BREAK_THE_GLASS
     if caller.tenant is None or caller.tenant != query.tenant:
         return Decision(False, Reason.TENANT_MISMATCH, break_the_glass=btg)
+    if query.feed:
+        return _feed_denial(query)
     attestation = caller.attestation
-    if attestation is None or (not query.feed and query.patient_id not in attestation.patient_ids):
+    if attestation is None or query.patient_id not in attestation.patient_ids:
         return Decision(False, Reason.PATIENT_NOT_IN_ATTESTATION, break_the_glass=btg)
     if attestation.purpose_of_use not in ALLOWED_PURPOSES.get(query.data_kind, frozenset()):
         return Decision(False, Reason.PURPOSE_NOT_ALLOWED, break_the_glass=btg)
-    if query.feed and (btg or query.action is not Action.READ):
-        # Break the glass is for one patient in front of the clinician, never for a whole feed.
+    if caller.is_citizen or (btg and caller.hpr_number is None):
+        # A patient's own token is not a clinical access; break the glass is a named clinician's act.
         return Decision(False, Reason.PURPOSE_NOT_ALLOWED, break_the_glass=btg)
+    return None
+
+
+def _feed_denial(query: AccessQuery) -> Decision | None:
+    """A feed delivers one patient's item after another to a system that has none of them open, so it
+    needs its own scope, a care purpose, and never break the glass (that is for one patient in front
+    of a clinician)."""
+    caller, purpose = query.caller, query.purpose_of_use
+    allowed = ALLOWED_PURPOSES.get(query.data_kind, frozenset()) - {BREAK_THE_GLASS}
+    if not caller.may_follow_feeds or purpose not in allowed or query.action is not Action.READ:
+        return Decision(False, Reason.FEED_NOT_ALLOWED, break_the_glass=purpose == BREAK_THE_GLASS)
     return None
 
 

@@ -18,7 +18,13 @@ from services.overview.domain.codes import ServiceTypeCatalog
 from services.overview.domain.compilation import compile_overview, count_active
 from services.overview.domain.services import ServiceStatus
 from services.overview.domain.submission import SubmissionLimits
-from services.platform.access_client import AccessClient, Action, DataKind
+from services.platform.access_client import (
+    PATIENT_LEVEL_DENIALS,
+    AccessClient,
+    Action,
+    DataKind,
+    require_feed_subscriber,
+)
 from services.platform.errors import FieldViolation, InvalidArgument, PermissionDenied, raise_if_any
 from services.platform.principal import Principal
 from services.platform.request_context import current_principal
@@ -29,8 +35,6 @@ MUNICIPAL_TIME_ZONE = ZoneInfo("Europe/Oslo")
 FHIR_CONTENT_TYPE = "application/fhir+json; fhirVersion=4.0"
 DEFAULT_HISTORY_PAGE = 20
 MAX_HISTORY_PAGE = 100
-# Denials that concern one patient: a feed leaves that patient out and goes on.
-PATIENT_LEVEL_DENIALS = frozenset({"PATIENT_OBJECTED", "PRACTITIONER_BLOCKED"})
 
 
 def oslo_today() -> date:
@@ -99,6 +103,7 @@ class OverviewServiceServicer(overview_pb2_grpc.OverviewServiceServicer):
         if request.from_sequence < 0:
             violations.append(FieldViolation("from_sequence", "must not be negative"))
         raise_if_any(violations)
+        require_feed_subscriber(caller)
         async for change in self.storage.watch(tenant, request.from_sequence, [KIND]):
             try:
                 await self.access.authorize(

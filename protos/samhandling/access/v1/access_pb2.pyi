@@ -90,7 +90,11 @@ class _RegisteredByEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Register
     REGISTERED_BY_PATIENT: _RegisteredBy.ValueType  # 1
     """The patient, with their own (citizen) token."""
     REGISTERED_BY_CLINICIAN_ON_PATIENTS_REQUEST: _RegisteredBy.ValueType  # 2
-    """A clinician, on the patient's documented request."""
+    """A clinician, on the patient's documented request. Clinicians may only add an objection or a
+    block (which restrict access), never withdraw or lift one.
+    """
+    REGISTERED_BY_PRIVACY_OFFICER_ON_PATIENTS_REQUEST: _RegisteredBy.ValueType  # 3
+    """The privacy officer, on the patient's documented request."""
 
 class RegisteredBy(_RegisteredBy, metaclass=_RegisteredByEnumTypeWrapper):
     """Who registered a consent change."""
@@ -99,7 +103,11 @@ REGISTERED_BY_UNSPECIFIED: RegisteredBy.ValueType  # 0
 REGISTERED_BY_PATIENT: RegisteredBy.ValueType  # 1
 """The patient, with their own (citizen) token."""
 REGISTERED_BY_CLINICIAN_ON_PATIENTS_REQUEST: RegisteredBy.ValueType  # 2
-"""A clinician, on the patient's documented request."""
+"""A clinician, on the patient's documented request. Clinicians may only add an objection or a
+block (which restrict access), never withdraw or lift one.
+"""
+REGISTERED_BY_PRIVACY_OFFICER_ON_PATIENTS_REQUEST: RegisteredBy.ValueType  # 3
+"""The privacy officer, on the patient's documented request."""
 Global___RegisteredBy: _TypeAlias = RegisteredBy  # noqa: Y015
 
 @_typing.final

@@ -112,7 +112,9 @@ class AccessServiceServicer:
 
     def RegisterObjection(self, request, context):
         """The patient objects to sharing through the collaboration service. Idempotent: objecting again
-        keeps the first registration.
+        keeps the first registration. Consent changes are made by the patient (citizen token), or on the
+        patient's documented request (documented_request) by a clinician — only to add an objection or a
+        block — or by the privacy officer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -51,7 +51,9 @@ class AccessServiceStub:
     """
     RegisterObjection: _grpc.UnaryUnaryMultiCallable[_access_pb2.RegisterObjectionRequest, _access_pb2.RegisterObjectionResponse]
     """The patient objects to sharing through the collaboration service. Idempotent: objecting again
-    keeps the first registration.
+    keeps the first registration. Consent changes are made by the patient (citizen token), or on the
+    patient's documented request (documented_request) by a clinician — only to add an objection or a
+    block — or by the privacy officer.
     """
     WithdrawObjection: _grpc.UnaryUnaryMultiCallable[_access_pb2.WithdrawObjectionRequest, _access_pb2.WithdrawObjectionResponse]
     """Withdraws the patient's objection. Idempotent."""
@@ -96,7 +98,9 @@ class AccessServiceAsyncStub(AccessServiceStub):
     """
     RegisterObjection: _aio.UnaryUnaryMultiCallable[_access_pb2.RegisterObjectionRequest, _access_pb2.RegisterObjectionResponse]  # type: ignore[assignment]
     """The patient objects to sharing through the collaboration service. Idempotent: objecting again
-    keeps the first registration.
+    keeps the first registration. Consent changes are made by the patient (citizen token), or on the
+    patient's documented request (documented_request) by a clinician — only to add an objection or a
+    block — or by the privacy officer.
     """
     WithdrawObjection: _aio.UnaryUnaryMultiCallable[_access_pb2.WithdrawObjectionRequest, _access_pb2.WithdrawObjectionResponse]  # type: ignore[assignment]
     """Withdraws the patient's objection. Idempotent."""
@@ -150,7 +154,9 @@ class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_access_pb2.RegisterObjectionResponse, _abc.Awaitable[_access_pb2.RegisterObjectionResponse]]:
         """The patient objects to sharing through the collaboration service. Idempotent: objecting again
-        keeps the first registration.
+        keeps the first registration. Consent changes are made by the patient (citizen token), or on the
+        patient's documented request (documented_request) by a clinician — only to add an objection or a
+        block — or by the privacy officer.
         """
 
     @_abc_1.abstractmethod
