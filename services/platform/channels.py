@@ -5,6 +5,7 @@ methods that are safe to repeat."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 
 from grpc import aio
@@ -56,11 +57,20 @@ class _ForwardingInterceptor:
             metadata.add(request_context.REQUEST_ID_HEADER, request_id)
         return aio.ClientCallDetails(
             method=details.method,
-            timeout=details.timeout if details.timeout is not None else self.default_timeout,
+            timeout=_within_caller_deadline(details.timeout if details.timeout is not None else self.default_timeout),
             metadata=metadata,
             credentials=details.credentials,
             wait_for_ready=details.wait_for_ready,
         )
+
+
+def _within_caller_deadline(timeout: float | None) -> float | None:
+    """No peer call outlives the call that caused it: a caller that gave up wants no more work done."""
+    deadline = request_context.deadline.get()
+    if deadline is None:
+        return timeout
+    remaining = max(deadline - time.monotonic(), 0.001)
+    return remaining if timeout is None else min(timeout, remaining)
 
 
 class _UnaryUnary(_ForwardingInterceptor, aio.UnaryUnaryClientInterceptor):

@@ -66,6 +66,10 @@ class FailedPrecondition(ReasonedError):
     """The system is not in a state that allows the request; retrying the same request will not help."""
 
 
+class ResourceExhausted(ReasonedError):
+    """A limit was reached (a rate, a quota); retrying later may help."""
+
+
 class Unavailable(DomainError):
     """A dependency (the database, a peer service) cannot be reached; retrying later may help."""
 

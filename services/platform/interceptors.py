@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -113,6 +114,9 @@ class RequestIdInterceptor(_WrappingInterceptor):
         value = incoming if incoming and len(incoming) <= 128 and incoming.isprintable() else str(uuid.uuid4())
         request_context.request_id.set(value)
         context.set_trailing_metadata(((request_context.REQUEST_ID_HEADER, value),))
+        remaining = context.time_remaining()
+        if remaining is not None:
+            request_context.deadline.set(time.monotonic() + remaining)
 
 
 class AuthenticationInterceptor(_WrappingInterceptor):

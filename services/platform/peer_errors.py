@@ -37,6 +37,8 @@ def domain_error(error: aio.AioRpcError, peer: str) -> Exception:
         return errors.NotFound(message)
     if code == grpc.StatusCode.ABORTED and reason:
         return errors.Aborted(reason.reason, message, _metadata(reason))
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return errors.ResourceExhausted(reason.reason if reason else "RESOURCE_EXHAUSTED", message, _metadata(reason))
     if code == grpc.StatusCode.FAILED_PRECONDITION and reason:
         return errors.FailedPrecondition(reason.reason, message, _metadata(reason))
     return RuntimeError(f"{peer} call failed: {code.name}")

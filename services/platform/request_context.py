@@ -14,6 +14,8 @@ request_id: ContextVar[str] = ContextVar("request_id", default="-")
 principal: ContextVar[Principal | None] = ContextVar("principal", default=None)
 # The caller's bearer token, forwarded on calls to peer services so every hop can verify it.
 bearer_token: ContextVar[str | None] = ContextVar("bearer_token", default=None)
+# When the caller stops waiting (time.monotonic()), if it set a deadline: calls to peers end by then.
+deadline: ContextVar[float | None] = ContextVar("deadline", default=None)
 
 
 def current_principal() -> Principal:

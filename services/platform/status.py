@@ -20,6 +20,7 @@ _CODES: list[tuple[type[errors.DomainError], int]] = [
     (errors.NotFound, code_pb2.NOT_FOUND),
     (errors.Aborted, code_pb2.ABORTED),
     (errors.FailedPrecondition, code_pb2.FAILED_PRECONDITION),
+    (errors.ResourceExhausted, code_pb2.RESOURCE_EXHAUSTED),
     (errors.Unavailable, code_pb2.UNAVAILABLE),
 ]
 
