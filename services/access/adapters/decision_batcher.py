@@ -74,6 +74,11 @@ class Batcher(Generic[Query, Result]):
             for item in batch:
                 await self._run(tenant, [item])
             return
+        if len(results) != len(batch):
+            # Answers are matched by position: with a wrong count nobody may get one, or someone
+            # would get another caller's decision.
+            _fail(batch, RuntimeError(f"flush returned {len(results)} results for {len(batch)} queries"))
+            return
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
