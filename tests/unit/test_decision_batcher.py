@@ -339,21 +339,6 @@ async def test_cancelled_drainer_answers_the_in_flight_batch_and_the_queue() -> 
     assert await asyncio.wait_for(batcher.submit("1804", 3), TIMEOUT) == "1804:3"
 
 
-async def test_flush_returning_too_few_results_answers_every_caller() -> None:
-    flush = FakeFlush()
-    flush.drop_last_result = True
-    batcher: Batcher[int, str] = Batcher(flush)
-    tasks = [asyncio.create_task(batcher.submit("1804", n)) for n in range(3)]
-    try:
-        done, _ = await asyncio.wait(tasks, timeout=TIMEOUT)
-        assert len(done) == 3  # nobody hangs
-        assert isinstance(tasks[2].exception(), Unavailable)
-    finally:
-        for task in tasks:
-            task.cancel()
-    await settle()
-
-
 async def test_flush_returning_too_few_results_gives_nobody_a_decision() -> None:
     flush = FakeFlush()
     flush.drop_last_result = True
