@@ -8,6 +8,7 @@ from services.overview.api.servicer import OverviewServiceServicer
 from services.overview.domain.submission import SubmissionLimits
 from services.platform.access_client import AccessClient
 from services.platform.channels import ACCESS_RETRYABLE_METHODS, STORAGE_IDEMPOTENT_METHODS, open_channel
+from services.platform.feeds import StreamDrain
 from services.platform.server import ServiceDefinition
 from services.platform.settings import Settings
 from services.platform.storage_client import StorageClient
@@ -26,9 +27,11 @@ def build(settings: Settings) -> ServiceDefinition:
         idempotent_methods=ACCESS_RETRYABLE_METHODS,
         timeout_seconds=settings.call_timeout_seconds,
     )
+    drain = StreamDrain()
     servicer = OverviewServiceServicer(
         StorageClient(storage_channel),
         AccessClient(access_channel),
+        drain,
         limits=SubmissionLimits(max_services=settings.max_services_per_submission),
         check_birth_dates=settings.production,
     )
@@ -40,5 +43,6 @@ def build(settings: Settings) -> ServiceDefinition:
     return ServiceDefinition(
         full_name=SERVICE_NAME,
         register=lambda server: overview_pb2_grpc.add_OverviewServiceServicer_to_server(servicer, server),
+        draining=drain.begin,
         close=close,
     )

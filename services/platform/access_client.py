@@ -18,8 +18,10 @@ from services.platform.principal import Principal
 PATIENT_LEVEL_DENIALS = frozenset({"PATIENT_OBJECTED", "PRACTITIONER_BLOCKED"})
 
 
-def require_feed_subscriber(caller: Principal) -> None:
+def require_feed_subscriber(caller: Principal, tenant: str) -> None:
     """Fails a feed subscription at once rather than at its first item. Access still decides each item."""
+    if caller.tenant != tenant:
+        raise PermissionDenied("TENANT_MISMATCH", "the caller's organisation does not belong to this municipality")
     if not caller.may_follow_feeds:
         raise PermissionDenied(
             "FEED_NOT_ALLOWED", "following a feed needs a system token with the samhandling:feed scope"

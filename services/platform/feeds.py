@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from services.platform.errors import Unauthenticated, Unavailable
@@ -51,3 +51,36 @@ async def follow(
                 pass
     finally:
         notifier.unsubscribe(tenant, wakeup)
+
+
+class StreamDrain:
+    """Ends relayed streams when shutdown begins, with UNAVAILABLE, so clients resume from their last
+    sequence at another replica instead of waiting for the grace period to cut them off."""
+
+    def __init__(self) -> None:
+        self._draining = asyncio.Event()
+
+    async def begin(self) -> None:
+        self._draining.set()
+
+    async def relay(self, items: AsyncGenerator[Item, None]) -> AsyncIterator[Item]:
+        draining = asyncio.ensure_future(self._draining.wait())
+        following: asyncio.Future[Item] | None = None
+        try:
+            while True:
+                following = asyncio.ensure_future(anext(items))
+                await asyncio.wait({following, draining}, return_when=asyncio.FIRST_COMPLETED)
+                if not following.done():
+                    raise Unavailable("the service is shutting down; resume from the last sequence")
+                try:
+                    item = following.result()
+                except StopAsyncIteration:
+                    return
+                following = None
+                yield item
+        finally:
+            draining.cancel()
+            if following is not None and not following.done():
+                following.cancel()
+                await asyncio.gather(following, return_exceptions=True)
+            await items.aclose()

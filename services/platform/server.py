@@ -96,6 +96,10 @@ async def start_server(
             ("grpc.max_metadata_size", METADATA_SOFT_LIMIT),
             ("grpc.absolute_max_metadata_size", 2 * METADATA_SOFT_LIMIT),
             ("grpc.so_reuseport", 0),
+            # Peers keep long-lived streams (Watch) open and ping every 30 s to notice a dead link;
+            # accept that, or the server answers GOAWAY too_many_pings and ends the streams.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
         ],
     )
     definition.register(server)

@@ -13,8 +13,10 @@ from pathlib import Path
 import asyncpg
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 from samhandling.access.v1 import access_pb2, access_pb2_grpc
+from samhandling.news2.v1 import news2_pb2, news2_pb2_grpc
 from samhandling.overview.v1 import overview_pb2, overview_pb2_grpc
 
 from services.overview.api.servicer import oslo_today
@@ -182,3 +184,42 @@ async def test_two_sources_submit_and_legevakt_reads_the_overview(mesh: Mesh):
             overview_pb2.CountActiveServicesRequest(patient_id=patient), metadata=legevakt
         )
         assert count.active_count == 2
+
+
+async def test_legevakt_records_vital_signs_and_the_alert_reaches_a_follower(mesh: Mesh):
+    patient = person_number()
+    nurse = mesh.token(client_id="legevakt-ehr", hpr_number=NURSE_HPR, purpose_of_use="ETREAT", patient_ids=(patient,))
+    follower = mesh.token(client_id="alert-router", feed=True)
+    measured = Timestamp()
+    measured.GetCurrentTime()
+    high = news2_pb2.VitalSigns(
+        respiratory_rate=22,
+        spo2=95,
+        on_oxygen=False,
+        systolic_bp=105,
+        pulse=112,
+        consciousness=news2_pb2.CONSCIOUSNESS_ALERT,
+        temperature=38.4,
+        measured_at=measured,
+    )
+    async with aio.insecure_channel(mesh.target("news2")) as channel:
+        news2 = news2_pb2_grpc.News2ServiceStub(channel)
+        request = news2_pb2.RecordVitalSignsRequest(
+            patient_id=patient, vital_signs=high, idempotency_key=str(uuid.uuid4())
+        )
+        recorded = await news2.RecordVitalSigns(request, metadata=nurse)
+        assert recorded.assessment.score.total == 7
+        assert recorded.assessment.score.risk_level == news2_pb2.RISK_LEVEL_HIGH
+        again = await news2.RecordVitalSigns(request, metadata=nurse)
+        assert again.replayed and again.assessment.assessment_id == recorded.assessment.assessment_id
+
+        listed = await news2.ListAssessments(news2_pb2.ListAssessmentsRequest(patient_id=patient), metadata=nurse)
+        assert [a.assessment_id for a in listed.assessments] == [recorded.assessment.assessment_id]
+
+        alerts = news2.WatchAlerts(
+            news2_pb2.WatchAlertsRequest(from_sequence=recorded.assessment.sequence - 1), metadata=follower
+        )
+        first = await alerts.read()
+        alerts.cancel()
+        assert first.sequence == recorded.assessment.sequence
+        assert news2_pb2.ALERT_REASON_HIGH_RISK in first.reasons

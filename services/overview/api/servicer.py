@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -26,6 +27,7 @@ from services.platform.access_client import (
     require_feed_subscriber,
 )
 from services.platform.errors import FieldViolation, InvalidArgument, PermissionDenied, raise_if_any
+from services.platform.feeds import StreamDrain
 from services.platform.principal import Principal
 from services.platform.request_context import current_principal
 from services.platform.requests import check_idempotency_key, check_patient_id, requested_tenant
@@ -46,6 +48,7 @@ class OverviewServiceServicer(overview_pb2_grpc.OverviewServiceServicer):
         self,
         storage: StorageClient,
         access: AccessClient,
+        drain: StreamDrain,
         *,
         limits: SubmissionLimits,
         check_birth_dates: bool,
@@ -54,6 +57,7 @@ class OverviewServiceServicer(overview_pb2_grpc.OverviewServiceServicer):
         self.storage = storage
         self.lists = ServiceLists(storage)
         self.access = access
+        self.drain = drain
         self.catalog = ServiceTypeCatalog.national()
         self.limits = limits
         self.check_birth_dates = check_birth_dates
@@ -103,22 +107,24 @@ class OverviewServiceServicer(overview_pb2_grpc.OverviewServiceServicer):
         if request.from_sequence < 0:
             violations.append(FieldViolation("from_sequence", "must not be negative"))
         raise_if_any(violations)
-        require_feed_subscriber(caller)
-        async for change in self.storage.watch(tenant, request.from_sequence, [KIND]):
-            try:
-                await self.access.authorize(
-                    tenant, change.patient_id, DataKind.SERVICES_OVERVIEW, Action.READ, feed=True
+        require_feed_subscriber(caller, tenant)
+        changes = self.drain.relay(self.storage.watch(tenant, request.from_sequence, [KIND]))
+        async with aclosing(changes):
+            async for change in changes:
+                try:
+                    await self.access.authorize(
+                        tenant, change.patient_id, DataKind.SERVICES_OVERVIEW, Action.READ, feed=True
+                    )
+                except PermissionDenied as denial:
+                    if denial.reason in PATIENT_LEVEL_DENIALS:
+                        continue
+                    raise
+                yield overview_pb2.WatchOverviewsResponse(
+                    sequence=change.sequence,
+                    patient_id=change.patient_id,
+                    source_system=stored_list(change).source.source_system,
+                    overview=await self._overview(tenant, change.patient_id),
                 )
-            except PermissionDenied as denial:
-                if denial.reason in PATIENT_LEVEL_DENIALS:
-                    continue
-                raise
-            yield overview_pb2.WatchOverviewsResponse(
-                sequence=change.sequence,
-                patient_id=change.patient_id,
-                source_system=stored_list(change).source.source_system,
-                overview=await self._overview(tenant, change.patient_id),
-            )
 
     async def ExportOverview(self, request: overview_pb2.ExportOverviewRequest, context: aio.ServicerContext):
         tenant = await self._authorized_read(request)
