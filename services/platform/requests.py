@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
-from services.platform.errors import FieldViolation, PermissionDenied
+from services.platform.errors import FieldViolation, PermissionDenied, raise_if_any
 from services.platform.identifiers import municipality_number_problem, person_number_problem
 from services.platform.principal import Principal
+from services.platform.request_context import current_principal
 
 _HPR_NUMBER = re.compile(r"[0-9]{1,9}")
 
@@ -41,3 +42,14 @@ def check_idempotency_key(value: str, violations: list[FieldViolation], *, field
         violations.append(
             FieldViolation(field, f"required: 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters, e.g. a UUID")
         )
+
+
+def feed_request(request) -> tuple[Principal, str]:
+    """The caller and tenant of a request to follow a feed (`tenant`, `from_sequence`), validated."""
+    caller = current_principal()
+    violations: list[FieldViolation] = []
+    tenant = requested_tenant(request.tenant, caller, violations)
+    if request.from_sequence < 0:
+        violations.append(FieldViolation("from_sequence", "must not be negative"))
+    raise_if_any(violations)
+    return caller, tenant

@@ -27,7 +27,7 @@ from services.platform.errors import FieldViolation, PermissionDenied, raise_if_
 from services.platform.notifications import ChangeNotifier
 from services.platform.principal import Principal
 from services.platform.request_context import current_principal
-from services.platform.requests import check_hpr_number, check_patient_id, requested_tenant
+from services.platform.requests import check_hpr_number, check_patient_id, feed_request, requested_tenant
 from services.platform.tenants import TenantTable
 
 FOLLOW_UP_BATCH = 100
@@ -136,12 +136,7 @@ class AccessServiceServicer(access_pb2_grpc.AccessServiceServicer):
     async def WatchFollowUps(
         self, request: access_pb2.WatchFollowUpsRequest, context: aio.ServicerContext
     ) -> AsyncIterator[access_pb2.WatchFollowUpsResponse]:
-        caller = current_principal()
-        violations: list[FieldViolation] = []
-        tenant = requested_tenant(request.tenant, caller, violations)
-        if request.from_sequence < 0:
-            violations.append(FieldViolation("from_sequence", "must not be negative"))
-        raise_if_any(violations)
+        caller, tenant = feed_request(request)
         require_privacy_officer(caller, tenant)
         entries = feeds.follow(
             tenant=tenant,

@@ -37,7 +37,7 @@ from services.platform.access_client import (
 from services.platform.errors import FieldViolation, InvalidArgument, PermissionDenied, raise_if_any
 from services.platform.feeds import StreamDrain
 from services.platform.request_context import current_principal
-from services.platform.requests import check_idempotency_key, check_patient_id, requested_tenant
+from services.platform.requests import check_idempotency_key, check_patient_id, feed_request, requested_tenant
 
 VITAL_SIGNS_PREFIX = "vital_signs."
 FHIR_CONTENT_TYPE = "application/fhir+json; fhirVersion=4.0"
@@ -143,12 +143,7 @@ class News2ServiceServicer(news2_pb2_grpc.News2ServiceServicer):
     async def WatchAlerts(
         self, request: news2_pb2.WatchAlertsRequest, context: aio.ServicerContext
     ) -> AsyncIterator[news2_pb2.WatchAlertsResponse]:
-        caller = current_principal()
-        violations: list[FieldViolation] = []
-        tenant = requested_tenant(request.tenant, caller, violations)
-        if request.from_sequence < 0:
-            violations.append(FieldViolation("from_sequence", "must not be negative"))
-        raise_if_any(violations)
+        caller, tenant = feed_request(request)
         require_feed_subscriber(caller, tenant)
 
         feed = self.drain.relay(self.assessments.watch(tenant, request.from_sequence))

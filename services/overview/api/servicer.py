@@ -30,7 +30,7 @@ from services.platform.errors import FieldViolation, InvalidArgument, Permission
 from services.platform.feeds import StreamDrain
 from services.platform.principal import Principal
 from services.platform.request_context import current_principal
-from services.platform.requests import check_idempotency_key, check_patient_id, requested_tenant
+from services.platform.requests import check_idempotency_key, check_patient_id, feed_request, requested_tenant
 from services.platform.storage_client import StorageClient
 
 MUNICIPAL_TIME_ZONE = ZoneInfo("Europe/Oslo")
@@ -101,12 +101,7 @@ class OverviewServiceServicer(overview_pb2_grpc.OverviewServiceServicer):
     async def WatchOverviews(
         self, request: overview_pb2.WatchOverviewsRequest, context: aio.ServicerContext
     ) -> AsyncIterator[overview_pb2.WatchOverviewsResponse]:
-        caller = current_principal()
-        violations: list[FieldViolation] = []
-        tenant = requested_tenant(request.tenant, caller, violations)
-        if request.from_sequence < 0:
-            violations.append(FieldViolation("from_sequence", "must not be negative"))
-        raise_if_any(violations)
+        caller, tenant = feed_request(request)
         require_feed_subscriber(caller, tenant)
         changes = self.drain.relay(self.storage.watch(tenant, request.from_sequence, [KIND]))
         async with aclosing(changes):
