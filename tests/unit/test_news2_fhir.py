@@ -220,3 +220,24 @@ def test_times_without_a_zone_are_refused() -> None:
             score=None,
             performer_organisation=None,
         )
+
+
+def test_quantities_are_exported_as_measured_when_the_values_as_sent_are_given() -> None:
+    measured = read_vital_signs(RAW)
+    bundle = assessment_bundle(
+        assessment_id="assessment-as-sent",
+        patient_id=FODSELSNUMMER,
+        measured_at=MEASURED_AT,
+        recorded_at=RECORDED_AT,
+        measured=measured,
+        as_sent=RAW,
+        score=score(measured),
+        performer_organisation=None,
+    )
+    Bundle.model_validate(bundle)
+    temperature = by_code(bundle, LOINC, "8310-5")["valueQuantity"]["value"]
+    spo2 = by_code(bundle, LOINC, "2708-6")["valueQuantity"]["value"]
+    pulse = by_code(bundle, LOINC, "8867-4")["valueQuantity"]["value"]
+    assert (temperature, spo2, pulse) == (36.05, 95.5, 88)
+    # The score is still that of the values as scored (36.1 °C and 96 % both score 0).
+    assert by_code(bundle, SNOMED, "1104051000000101")["valueInteger"] == 5

@@ -183,6 +183,7 @@ class News2ServiceServicer(news2_pb2_grpc.News2ServiceServicer):
             measured_at=assessment.measured_at,
             recorded_at=assessment.provenance.recorded_at,
             measured=assessment.as_scored,
+            as_sent=assessment.measured,
             score=assessment.score,
             performer_organisation=assessment.provenance.organisation_number or None,
         )

@@ -18,6 +18,7 @@ from services.news2.domain.scoring import (
     Consciousness,
     MonitoringFrequency,
     News2Score,
+    RawVitalSigns,
     RiskLevel,
     Spo2Scale,
     VitalSigns,
@@ -45,6 +46,7 @@ _VITAL_SIGN_CODES: dict[str, tuple[str | None, str, str, str | None]] = {
     "temperature": ("8310-5", "276885007", "Body temperature", "Cel"),
     "consciousness": (None, "1104441000000107", "Level of consciousness (ACVPU)", None),
 }
+_QUANTITIES = frozenset({"respiratory_rate", "spo2", "systolic_bp", "pulse", "temperature"})
 _UNIT_DISPLAY = {"/min": "/min", "%": "%", "mm[Hg]": "mmHg", "Cel": "°C"}
 
 _ACVPU = {
@@ -97,7 +99,10 @@ def assessment_bundle(
     measured: VitalSigns,
     score: News2Score | None,
     performer_organisation: str | None,
+    as_sent: RawVitalSigns | None = None,
 ) -> JSON:
+    """`measured` says which parameters were measured (and codes consciousness and oxygen); the
+    quantities are `as_sent` when given — the values as measured, not as rounded for scoring."""
     context: JSON = {
         "subject": {"identifier": {"system": person_identifier_system(patient_id), "value": patient_id}},
         "effectiveDateTime": _instant(measured_at, "measured_at"),
@@ -115,6 +120,8 @@ def assessment_bundle(
     entries: list[JSON] = []
     for parameter in PARAMETERS:
         value = getattr(measured, parameter)
+        if value is not None and as_sent is not None and parameter in _QUANTITIES:
+            value = getattr(as_sent, parameter)
         if value is not None:
             code, result = _vital_sign(parameter, value)
             observation = _observation("vital-signs", "Vital Signs", code, context, result)
@@ -185,12 +192,18 @@ def _vital_sign(parameter: str, value: object) -> tuple[JSON, JSON]:
     assert unit is not None
     quantity = {
         # Temperature is a Decimal with one place; float keeps the dict JSON-ready and 36.1 stays 36.1.
-        "value": float(value) if parameter == "temperature" else value,  # type: ignore[arg-type]
+        "value": _number(value),
         "unit": _UNIT_DISPLAY[unit],
         "system": UCUM,
         "code": unit,
     }
     return code, {"valueQuantity": quantity}
+
+
+def _number(value: object) -> int | float:
+    """JSON-ready: whole values as integers (70, not 70.0), others as floats (36.05 stays 36.05)."""
+    number = float(value)  # type: ignore[arg-type]
+    return int(number) if number.is_integer() else number
 
 
 def _news2(score: News2Score, derived_from: list[JSON]) -> JSON:
