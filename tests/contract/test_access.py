@@ -124,10 +124,10 @@ async def test_the_patient_journey_through_objection_break_the_glass_and_block(
     entries = await patient_log(access, patient, citizen)
     summary = [(entry.decision, entry.reason, entry.purpose_of_use) for entry in entries]
     assert summary == [
-        (access_pb2.DECISION_ALLOWED, "", "BTG"),
+        (access_pb2.DECISION_ALLOWED, "OBJECTION_OVERRIDDEN", "BTG"),
         (access_pb2.DECISION_DENIED, "PRACTITIONER_BLOCKED", "BTG"),
         (access_pb2.DECISION_ALLOWED, "PRACTITIONER_BLOCKED", ""),
-        (access_pb2.DECISION_ALLOWED, "", "BTG"),
+        (access_pb2.DECISION_ALLOWED, "OBJECTION_OVERRIDDEN", "BTG"),
         (access_pb2.DECISION_DENIED, "PATIENT_OBJECTED", "TREAT"),
         (access_pb2.DECISION_ALLOWED, "OBJECTION_REGISTERED", ""),
         (access_pb2.DECISION_ALLOWED, "", "TREAT"),

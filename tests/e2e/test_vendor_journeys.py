@@ -125,10 +125,10 @@ async def test_the_patient_decides_and_sees_who_looked(mesh: Mesh):
             (NURSE_HPR, "TREAT", ""),
             ("", "", "OBJECTION_REGISTERED"),
             (NURSE_HPR, "TREAT", "PATIENT_OBJECTED"),
-            (NURSE_HPR, "BTG", ""),
+            (NURSE_HPR, "BTG", "OBJECTION_OVERRIDDEN"),
             ("", "", "PRACTITIONER_BLOCKED"),
             (NURSE_HPR, "BTG", "PRACTITIONER_BLOCKED"),
-            (DOCTOR_HPR, "BTG", ""),
+            (DOCTOR_HPR, "BTG", "OBJECTION_OVERRIDDEN"),
             (NURSE_HPR, "TREAT", "TENANT_MISMATCH"),
         ]
         assert log.entries[-1].actor.name == "Nina Sykepleier"

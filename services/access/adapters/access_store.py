@@ -36,6 +36,7 @@ from services.access.domain.decisions import AccessQuery, Action, ConsentState, 
 from services.platform.database import tenant_session
 
 FOLLOW_UP_CHANNEL = "samhandling_access_follow_ups"
+OBJECTION_OVERRIDDEN = "OBJECTION_OVERRIDDEN"
 VERIFY_BATCH = 1000
 
 
@@ -225,10 +226,18 @@ def _decision_entry(query: AccessQuery, decision: Decision, now: datetime) -> Lo
         data_kind=query.data_kind,
         action=query.action,
         allowed=decision.allowed,
-        reason=decision.reason.value if decision.reason else None,
+        reason=_logged_reason(decision),
         break_the_glass=decision.break_the_glass,
         follow_up=decision.follow_up,
     )
+
+
+def _logged_reason(decision: Decision) -> str | None:
+    """Why it was denied; for an allowed access, that it overrode the patient's objection (so the
+    patient and the privacy officer see it in the entry itself)."""
+    if decision.reason is not None:
+        return decision.reason.value
+    return OBJECTION_OVERRIDDEN if decision.overrode_objection else None
 
 
 def _consent_entry(command: ConsentCommand) -> LogEntry:

@@ -589,8 +589,9 @@ class AccessLogEntry(_message.Message):
     action: Global___Action.ValueType
     decision: Global___Decision.ValueType
     reason: _builtins.str
-    """Why it was denied (an ErrorInfo reason), or for consent entries what changed
-    (OBJECTION_REGISTERED, OBJECTION_WITHDRAWN, PRACTITIONER_BLOCKED, PRACTITIONER_UNBLOCKED).
+    """Why it was denied (an ErrorInfo reason); OBJECTION_OVERRIDDEN when break the glass let an access
+    through despite the patient's objection; for consent entries what changed (OBJECTION_REGISTERED,
+    OBJECTION_WITHDRAWN, PRACTITIONER_BLOCKED, PRACTITIONER_UNBLOCKED).
     """
     break_the_glass: _builtins.bool
     follow_up: _builtins.bool
