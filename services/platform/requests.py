@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from services.platform.errors import FieldViolation, PermissionDenied, raise_if_any
@@ -53,3 +54,13 @@ def feed_request(request) -> tuple[Principal, str]:
         violations.append(FieldViolation("from_sequence", "must not be negative"))
     raise_if_any(violations)
     return caller, tenant
+
+
+def scoped_idempotency_key(scope: str, key: str) -> str:
+    """The caller's idempotency key as one service passes it to storage. Storage scopes keys by source
+    system across every kind of record, so a vendor that reuses its own key for a services list and a
+    set of vital signs must not have the second refused as a reuse of the first."""
+    scoped = f"{scope}:{key}"
+    if len(scoped) <= IDEMPOTENCY_KEY_MAX:
+        return scoped
+    return f"{scope}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"

@@ -718,3 +718,26 @@ async def test_export_of_an_unknown_assessment_is_not_found(news2, nurse, patien
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert field_violations(error) == ["assessment_id"]
+
+
+async def test_a_late_baseline_alerts_the_rise_it_reveals(news2, nurse, watcher, patient):
+    risen = await record(news2, nurse(), patient, vitals(minutes_ago(10), **TOTAL_3))
+    baseline = await record(news2, nurse(), patient, vitals(minutes_ago(60)))
+    [alert] = await alerts_of(news2, watcher, patient, risen.assessment.sequence - 1, 1)
+    assert alert.sequence == baseline.assessment.sequence
+    assert list(alert.reasons) == [pb.ALERT_REASON_LATER_ASSESSMENT_ROSE_BY_2_OR_MORE]
+    assert alert.later_assessment.assessment_id == risen.assessment.assessment_id
+    assert alert.later_assessment.trend.total_delta == 3
+    assert alert.later_assessment.trend.previous_assessment_id == baseline.assessment.assessment_id
+
+
+async def test_concurrent_records_still_alert_the_rise(news2, nurse, watcher, patient):
+    baseline, risen = await asyncio.gather(
+        record(news2, nurse(), patient, vitals(minutes_ago(60))),
+        record(news2, nurse(), patient, vitals(minutes_ago(10), **TOTAL_3)),
+    )
+    first = min(baseline.assessment.sequence, risen.assessment.sequence)
+    [alert] = await alerts_of(news2, watcher, patient, first - 1, 1)
+    assert alert.sequence == max(baseline.assessment.sequence, risen.assessment.sequence)
+    rose = alert.later_assessment if alert.HasField("later_assessment") else alert.assessment
+    assert rose.assessment_id == risen.assessment.assessment_id and rose.trend.total_delta == 3

@@ -330,3 +330,28 @@ async def test_the_feed_leaves_out_patients_who_objected(overview, access, mint,
             break
     stream.cancel()
     assert other in seen and objector not in seen
+
+
+async def test_a_vendor_may_use_the_same_key_for_services_and_vital_signs(overview, news2_server, patient, as_source):
+    from samhandling.news2.v1 import news2_pb2, news2_pb2_grpc
+
+    key = "visit-2026-11-26-17"
+    submitted = await overview.SubmitServices(
+        submit(patient, service("6", oslo_today()), key=key), metadata=as_source(HOME_CARE)
+    )
+    measured = news2_pb2.VitalSigns(
+        respiratory_rate=16,
+        spo2=97,
+        on_oxygen=False,
+        systolic_bp=125,
+        pulse=72,
+        consciousness=news2_pb2.CONSCIOUSNESS_ALERT,
+        temperature=37.0,
+    )
+    measured.measured_at.GetCurrentTime()
+    async with aio.insecure_channel(f"127.0.0.1:{news2_server.port}") as channel:
+        recorded = await news2_pb2_grpc.News2ServiceStub(channel).RecordVitalSigns(
+            news2_pb2.RecordVitalSignsRequest(patient_id=patient, vital_signs=measured, idempotency_key=key),
+            metadata=as_source(HOME_CARE),
+        )
+    assert not submitted.replayed and not recorded.replayed and recorded.assessment.score.total == 0

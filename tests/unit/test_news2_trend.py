@@ -119,4 +119,5 @@ def test_enum_numbers_match_the_contract() -> None:
         ("HIGH_RISK", 2),
         ("SINGLE_PARAMETER_SCORED_3", 3),
         ("ROSE_BY_2_OR_MORE", 4),
+        ("LATER_ASSESSMENT_ROSE_BY_2_OR_MORE", 5),
     ]

@@ -10,14 +10,16 @@ the stored record, never from the payload or the request.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
-from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import AsyncGenerator
+from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from services.news2.domain.assessments import Assessment, AssessmentTrend, NewAssessment, Provenance
 from services.news2.domain.scoring import (
     Consciousness,
     MonitoringFrequency,
@@ -28,10 +30,13 @@ from services.news2.domain.scoring import (
     Spo2Scale,
     VitalSigns,
 )
-from services.news2.domain.trend import AlertReason, RiskChange, Trend, trend
+from services.news2.domain.trend import AlertReason, RiskChange, Trend
 from services.platform.errors import FailedPrecondition, NotFound
 from services.platform.principal import Principal
+from services.platform.requests import scoped_idempotency_key
 from services.platform.storage_client import StorageClient, StoredRecord
+
+log = logging.getLogger(__name__)
 
 KIND = "news2.assessment"
 CONTENT_TYPE = "application/vnd.samhandling.news2-assessment+json; version=1"
@@ -44,65 +49,6 @@ _KEY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:samhandling:news2:assessmen
 # Assessments per storage page read when looking back for a previous complete one.
 LOOKBACK_PAGE_SIZE = 50
 _PARAMETER_SCORE_FIELDS = tuple(field.name for field in fields(ParameterScores))
-
-
-@dataclass(frozen=True)
-class Provenance:
-    source_system: str
-    organisation_number: str
-    author_hpr_number: str | None
-    recorded_at: datetime
-
-
-@dataclass(frozen=True)
-class AssessmentTrend:
-    """The change against a previous complete assessment, and which one that was."""
-
-    previous_assessment_id: str
-    trend: Trend
-
-
-@dataclass(frozen=True)
-class NewAssessment:
-    """What RecordVitalSigns stores; the storage adds id, version, provenance and sequence."""
-
-    tenant: str
-    patient_id: str
-    measured_at: datetime
-    measured: RawVitalSigns
-    as_scored: VitalSigns
-    score: News2Score | None
-    trend: AssessmentTrend | None
-    alert_reasons: tuple[AlertReason, ...]
-
-    @property
-    def missing_parameters(self) -> tuple[str, ...]:
-        return self.as_scored.missing_parameters()
-
-
-@dataclass(frozen=True)
-class Assessment:
-    assessment_id: str
-    version: int
-    tenant: str
-    patient_id: str
-    measured_at: datetime
-    # Exactly as sent.
-    measured: RawVitalSigns
-    # Validated and rounded to the chart's resolution.
-    as_scored: VitalSigns
-    # None for an incomplete set: never a total from a partial one.
-    score: News2Score | None
-    missing_parameters: tuple[str, ...]
-    # As computed when recorded (a later backfilled measurement does not change it).
-    trend: AssessmentTrend | None
-    alert_reasons: tuple[AlertReason, ...]
-    provenance: Provenance
-    sequence: int
-
-    @property
-    def complete(self) -> bool:
-        return self.score is not None
 
 
 def assessment_key(source_system: str, idempotency_key: str, measured_at: datetime) -> str:
@@ -128,7 +74,13 @@ class Assessments:
         key = assessment_key(caller.client_id, idempotency_key, new.measured_at)
         try:
             result = await self.storage.put(
-                new.tenant, new.patient_id, KIND, key, encode(new), CONTENT_TYPE, idempotency_key
+                new.tenant,
+                new.patient_id,
+                KIND,
+                key,
+                encode(new),
+                CONTENT_TYPE,
+                scoped_idempotency_key("news2", idempotency_key),
             )
         except FailedPrecondition as reused:
             if reused.reason != "IDEMPOTENCY_KEY_REUSED":
@@ -178,30 +130,24 @@ class Assessments:
             if not token:
                 return None
 
+    async def history(self, tenant: str, patient_id: str) -> list[Assessment]:
+        """All of the patient's assessments (any order)."""
+        return [assessment_from(record) for record in await self.storage.latest(tenant, patient_id, KIND)]
+
     async def watch(self, tenant: str, after: int) -> AsyncGenerator[Assessment, None]:
-        """Every assessment of the tenant recorded after sequence `after`, then live ones."""
+        """Every assessment of the tenant recorded after sequence `after`, then live ones. A record that
+        cannot be read is logged and passed over, so that it cannot stop the tenant's alerts for good."""
         records = self.storage.watch(tenant, after, [KIND])
         try:
             async for record in records:
-                yield assessment_from(record)
+                try:
+                    assessment = assessment_from(record)
+                except (ValueError, KeyError, TypeError) as error:
+                    log.error("unreadable assessment at sequence %d skipped: %s", record.sequence, type(error).__name__)
+                    continue
+                yield assessment
         finally:
             await records.aclose()
-
-
-def predecessor(assessments: Sequence[Assessment], index: int) -> Assessment | None:
-    """In a newest-first list, the complete assessment measured strictly before the one at `index`."""
-    current = assessments[index]
-    for candidate in assessments[index + 1 :]:
-        if candidate.complete and candidate.measured_at < current.measured_at:
-            return candidate
-    return None
-
-
-def trend_against(current: Assessment, previous: Assessment | None) -> AssessmentTrend | None:
-    if current.score is None or previous is None or previous.score is None:
-        return None
-    change = trend(current.score, previous.score)
-    return None if change is None else AssessmentTrend(previous.assessment_id, change)
 
 
 # The JSON payload. Enum members are stored by name, so a renumbering never changes what was stored.

@@ -4,14 +4,16 @@ on wire numbers."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from samhandling.news2.v1 import news2_pb2
 
-from services.news2.adapters.assessments import Assessment, AssessmentTrend, Provenance
+from services.news2.domain.assessments import Assessment, AssessmentTrend, FeedAlert, Provenance
 from services.news2.domain.scoring import News2Score, RawVitalSigns, VitalSigns
+from services.news2.domain.trend import AlertReason, alert_reasons
 from services.platform.errors import FieldViolation
 
 VITAL_SIGNS_FIELD = "vital_signs"
@@ -135,8 +137,8 @@ def trend_message(value: AssessmentTrend) -> news2_pb2.Trend:
     )
 
 
-def alert_reasons(assessment: Assessment) -> list[int]:
-    return [_wire(news2_pb2.AlertReason, "ALERT_REASON", reason) for reason in assessment.alert_reasons]
+def reason_values(reasons: Sequence[AlertReason]) -> list[int]:
+    return [_wire(news2_pb2.AlertReason, "ALERT_REASON", reason) for reason in reasons]
 
 
 def provenance_message(provenance: Provenance) -> news2_pb2.Provenance:
@@ -149,7 +151,9 @@ def provenance_message(provenance: Provenance) -> news2_pb2.Provenance:
 
 
 def assessment_message(assessment: Assessment, trend: AssessmentTrend | None) -> news2_pb2.Assessment:
-    """The stored assessment, shown with `trend` (the one stored at record time, or one recomputed)."""
+    """The stored assessment, shown with `trend` (the one stored at record time, or one recomputed)
+    and the alert reasons that follow from its score and that trend."""
+    reasons = alert_reasons(assessment.score, trend.trend if trend else None) if assessment.score else ()
     return news2_pb2.Assessment(
         assessment_id=assessment.assessment_id,
         version=assessment.version,
@@ -160,7 +164,20 @@ def assessment_message(assessment: Assessment, trend: AssessmentTrend | None) ->
         score=score_message(assessment.score) if assessment.score is not None else None,
         missing_parameters=list(assessment.missing_parameters),
         trend=trend_message(trend) if trend is not None else None,
-        alert_reasons=alert_reasons(assessment),
+        alert_reasons=reason_values(reasons),
         provenance=provenance_message(assessment.provenance),
         sequence=assessment.sequence,
     )
+
+
+def alert_message(alert: FeedAlert) -> news2_pb2.WatchAlertsResponse:
+    reasons = list(alert.reasons)
+    message = news2_pb2.WatchAlertsResponse(
+        sequence=alert.recorded.sequence, assessment=assessment_message(alert.recorded, alert.trend)
+    )
+    if alert.later_rise is not None:
+        later, rise = alert.later_rise
+        reasons.append(AlertReason.LATER_ASSESSMENT_ROSE_BY_2_OR_MORE)
+        message.later_assessment.CopyFrom(assessment_message(later, rise))
+    message.reasons.extend(reason_values(reasons))
+    return message

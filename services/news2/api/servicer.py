@@ -13,18 +13,17 @@ from typing import TypeVar
 from grpc import aio
 from samhandling.news2.v1 import news2_pb2, news2_pb2_grpc
 
-from services.news2.adapters.assessments import (
-    LOOKBACK_PAGE_SIZE,
+from services.news2.adapters.assessments import LOOKBACK_PAGE_SIZE, Assessments, is_assessment_id
+from services.news2.api import mappers
+from services.news2.domain import fhir
+from services.news2.domain.assessments import (
     Assessment,
-    Assessments,
     AssessmentTrend,
     NewAssessment,
-    is_assessment_id,
+    alert_at,
     predecessor,
     trend_against,
 )
-from services.news2.api import mappers
-from services.news2.domain import fhir
 from services.news2.domain.scoring import PARAMETERS, RawVitalSigns, VitalSigns, read_vital_signs, score
 from services.news2.domain.trend import alert_reasons, trend
 from services.platform.access_client import (
@@ -148,22 +147,21 @@ class News2ServiceServicer(news2_pb2_grpc.News2ServiceServicer):
 
         feed = self.drain.relay(self.assessments.watch(tenant, request.from_sequence))
         async with aclosing(feed) as assessments:
-            async for assessment in assessments:
-                if not assessment.alert_reasons:
+            async for recorded in assessments:
+                if not recorded.complete:
+                    continue  # no total: neither alerts nor changes a trend
+                alert = alert_at(recorded, await self.assessments.history(tenant, recorded.patient_id))
+                if alert is None:
                     continue
                 try:
                     await self.access.authorize(
-                        tenant, assessment.patient_id, DataKind.VITAL_SIGNS, Action.READ, feed=True
+                        tenant, recorded.patient_id, DataKind.VITAL_SIGNS, Action.READ, feed=True
                     )
                 except PermissionDenied as denial:
                     if denial.reason in PATIENT_LEVEL_DENIALS:
                         continue
                     raise
-                yield news2_pb2.WatchAlertsResponse(
-                    sequence=assessment.sequence,
-                    reasons=mappers.alert_reasons(assessment),
-                    assessment=mappers.assessment_message(assessment, assessment.trend),
-                )
+                yield mappers.alert_message(alert)
 
     async def ExportAssessment(self, request: news2_pb2.ExportAssessmentRequest, context: aio.ServicerContext):
         caller = current_principal()

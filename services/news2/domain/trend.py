@@ -19,6 +19,8 @@ class AlertReason(enum.IntEnum):
     HIGH_RISK = 2
     SINGLE_PARAMETER_SCORED_3 = 3
     ROSE_BY_2_OR_MORE = 4
+    # A late entry: this assessment was measured before another, which is 2 or more points above it.
+    LATER_ASSESSMENT_ROSE_BY_2_OR_MORE = 5
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class Trend:
 
 
 # Explicit, so that severity never silently follows a renumbering of the wire enum.
+# A rise of this many points since the previous complete assessment alerts.
+RISE_ALERT_POINTS = 2
 _SEVERITY = {RiskLevel.LOW: 0, RiskLevel.LOW_MEDIUM: 1, RiskLevel.MEDIUM: 2, RiskLevel.HIGH: 3}
 
 
@@ -60,6 +64,6 @@ def alert_reasons(current: News2Score, trend: Trend | None) -> tuple[AlertReason
         reasons.append(AlertReason.HIGH_RISK)
     if current.single_parameter_scored_3:
         reasons.append(AlertReason.SINGLE_PARAMETER_SCORED_3)
-    if trend is not None and trend.total_delta >= 2:
+    if trend is not None and trend.total_delta >= RISE_ALERT_POINTS:
         reasons.append(AlertReason.ROSE_BY_2_OR_MORE)
     return tuple(reasons)

@@ -14,6 +14,7 @@ from typing import Any
 from services.overview.domain.codes import CodeSystem, ServiceType
 from services.overview.domain.compilation import SourceList
 from services.overview.domain.services import Contact, MunicipalService, Unit
+from services.platform.requests import scoped_idempotency_key
 from services.platform.storage_client import StorageClient, StoredRecord
 from services.storage.domain.records import is_valid_key
 
@@ -44,7 +45,13 @@ class ServiceLists:
     ) -> tuple[StoredList, bool]:
         """Stores the source's list as its next version; returns it and whether it was a replay."""
         result = await self.storage.put(
-            tenant, patient_id, KIND, record_key(source_system), encode(services), CONTENT_TYPE, key
+            tenant,
+            patient_id,
+            KIND,
+            record_key(source_system),
+            encode(services),
+            CONTENT_TYPE,
+            scoped_idempotency_key("overview", key),
         )
         return stored_list(result.record), result.replayed
 

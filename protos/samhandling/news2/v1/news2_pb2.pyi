@@ -133,6 +133,10 @@ class _AlertReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertReas
     ALERT_REASON_HIGH_RISK: _AlertReason.ValueType  # 2
     ALERT_REASON_SINGLE_PARAMETER_SCORED_3: _AlertReason.ValueType  # 3
     ALERT_REASON_ROSE_BY_2_OR_MORE: _AlertReason.ValueType  # 4
+    ALERT_REASON_LATER_ASSESSMENT_ROSE_BY_2_OR_MORE: _AlertReason.ValueType  # 5
+    """A late entry: this assessment was measured before one recorded earlier, which is thereby seen to
+    be 2 or more points above it. That later assessment is in WatchAlertsResponse.later_assessment.
+    """
 
 class AlertReason(_AlertReason, metaclass=_AlertReasonEnumTypeWrapper): ...
 
@@ -141,6 +145,10 @@ ALERT_REASON_MEDIUM_RISK: AlertReason.ValueType  # 1
 ALERT_REASON_HIGH_RISK: AlertReason.ValueType  # 2
 ALERT_REASON_SINGLE_PARAMETER_SCORED_3: AlertReason.ValueType  # 3
 ALERT_REASON_ROSE_BY_2_OR_MORE: AlertReason.ValueType  # 4
+ALERT_REASON_LATER_ASSESSMENT_ROSE_BY_2_OR_MORE: AlertReason.ValueType  # 5
+"""A late entry: this assessment was measured before one recorded earlier, which is thereby seen to
+be 2 or more points above it. That later assessment is in WatchAlertsResponse.later_assessment.
+"""
 Global___AlertReason: _TypeAlias = AlertReason  # noqa: Y015
 
 @_typing.final
@@ -620,22 +628,32 @@ class WatchAlertsResponse(_message.Message):
     SEQUENCE_FIELD_NUMBER: _builtins.int
     REASONS_FIELD_NUMBER: _builtins.int
     ASSESSMENT_FIELD_NUMBER: _builtins.int
+    LATER_ASSESSMENT_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """The sequence to resume from."""
     @_builtins.property
     def reasons(self) -> _containers.RepeatedScalarFieldContainer[Global___AlertReason.ValueType]: ...
     @_builtins.property
-    def assessment(self) -> Global___Assessment: ...
+    def assessment(self) -> Global___Assessment:
+        """The assessment recorded at this sequence, with its trend as of this sequence."""
+
+    @_builtins.property
+    def later_assessment(self) -> Global___Assessment:
+        """With ALERT_REASON_LATER_ASSESSMENT_ROSE_BY_2_OR_MORE: the later assessment, with its trend
+        against the one recorded here.
+        """
+
     def __init__(
         self,
         *,
         sequence: _builtins.int = ...,
         reasons: _abc.Iterable[Global___AlertReason.ValueType] | None = ...,
         assessment: Global___Assessment | None = ...,
+        later_assessment: Global___Assessment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment", "later_assessment", b"later_assessment"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment", "reasons", b"reasons", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment", "later_assessment", b"later_assessment", "reasons", b"reasons", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -103,9 +103,12 @@ class News2ServiceServicer:
 
     def WatchAlerts(self, request, context):
         """The tenant's alerts: every recorded assessment at medium or high risk, with a single parameter
-        scored 3, or 2 or more points above the previous one. Each carries the storage change-feed
-        sequence: reconnect with the last one received to get every alert missed, none twice. Alerts of
-        patients who have objected to sharing are left out (each delivery is decided and logged).
+        scored 3, or 2 or more points above the previous complete one (by measurement time); and a late
+        entry that shows a later assessment to be 2 or more points above it. Alerts are derived from what
+        was recorded up to each position of the storage change feed, so a replay gives the same alerts;
+        at most one message per sequence: reconnect with the last one received to get every alert missed,
+        none twice. Alerts of patients who have objected to sharing are left out (each delivery is
+        decided and logged). Needs a token with the samhandling:feed scope.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

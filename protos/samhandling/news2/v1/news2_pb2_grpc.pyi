@@ -54,9 +54,12 @@ class News2ServiceStub:
     """
     WatchAlerts: _grpc.UnaryStreamMultiCallable[_news2_pb2.WatchAlertsRequest, _news2_pb2.WatchAlertsResponse]
     """The tenant's alerts: every recorded assessment at medium or high risk, with a single parameter
-    scored 3, or 2 or more points above the previous one. Each carries the storage change-feed
-    sequence: reconnect with the last one received to get every alert missed, none twice. Alerts of
-    patients who have objected to sharing are left out (each delivery is decided and logged).
+    scored 3, or 2 or more points above the previous complete one (by measurement time); and a late
+    entry that shows a later assessment to be 2 or more points above it. Alerts are derived from what
+    was recorded up to each position of the storage change feed, so a replay gives the same alerts;
+    at most one message per sequence: reconnect with the last one received to get every alert missed,
+    none twice. Alerts of patients who have objected to sharing are left out (each delivery is
+    decided and logged). Needs a token with the samhandling:feed scope.
     """
     ExportAssessment: _grpc.UnaryUnaryMultiCallable[_news2_pb2.ExportAssessmentRequest, _news2_pb2.ExportAssessmentResponse]
     """One stored assessment as a FHIR R4 Bundle (JSON): an Observation per vital sign and one NEWS2
@@ -89,9 +92,12 @@ class News2ServiceAsyncStub(News2ServiceStub):
     """
     WatchAlerts: _aio.UnaryStreamMultiCallable[_news2_pb2.WatchAlertsRequest, _news2_pb2.WatchAlertsResponse]  # type: ignore[assignment]
     """The tenant's alerts: every recorded assessment at medium or high risk, with a single parameter
-    scored 3, or 2 or more points above the previous one. Each carries the storage change-feed
-    sequence: reconnect with the last one received to get every alert missed, none twice. Alerts of
-    patients who have objected to sharing are left out (each delivery is decided and logged).
+    scored 3, or 2 or more points above the previous complete one (by measurement time); and a late
+    entry that shows a later assessment to be 2 or more points above it. Alerts are derived from what
+    was recorded up to each position of the storage change feed, so a replay gives the same alerts;
+    at most one message per sequence: reconnect with the last one received to get every alert missed,
+    none twice. Alerts of patients who have objected to sharing are left out (each delivery is
+    decided and logged). Needs a token with the samhandling:feed scope.
     """
     ExportAssessment: _aio.UnaryUnaryMultiCallable[_news2_pb2.ExportAssessmentRequest, _news2_pb2.ExportAssessmentResponse]  # type: ignore[assignment]
     """One stored assessment as a FHIR R4 Bundle (JSON): an Observation per vital sign and one NEWS2
@@ -145,9 +151,12 @@ class News2ServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_news2_pb2.WatchAlertsResponse], _abc.AsyncIterator[_news2_pb2.WatchAlertsResponse]]:
         """The tenant's alerts: every recorded assessment at medium or high risk, with a single parameter
-        scored 3, or 2 or more points above the previous one. Each carries the storage change-feed
-        sequence: reconnect with the last one received to get every alert missed, none twice. Alerts of
-        patients who have objected to sharing are left out (each delivery is decided and logged).
+        scored 3, or 2 or more points above the previous complete one (by measurement time); and a late
+        entry that shows a later assessment to be 2 or more points above it. Alerts are derived from what
+        was recorded up to each position of the storage change feed, so a replay gives the same alerts;
+        at most one message per sequence: reconnect with the last one received to get every alert missed,
+        none twice. Alerts of patients who have objected to sharing are left out (each delivery is
+        decided and logged). Needs a token with the samhandling:feed scope.
         """
 
     @_abc_1.abstractmethod
