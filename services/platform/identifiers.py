@@ -74,3 +74,15 @@ def municipality_number_problem(value: str) -> str | None:
     if not _MUNICIPALITY.fullmatch(value):
         return "must be a four-digit municipality number"
     return None
+
+
+FODSELSNUMMER_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.1"
+D_NUMBER_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.2"
+HPR_NUMBER_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.4"
+ORGANISATION_NUMBER_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
+
+
+def person_identifier_system(person_number: str) -> str:
+    """The identifier system (OID) of a fødselsnummer or D-number: a D-number adds 40 to the day, so
+    its first digit is 4 to 7."""
+    return D_NUMBER_SYSTEM if person_number[:1] in ("4", "5", "6", "7") else FODSELSNUMMER_SYSTEM

@@ -180,3 +180,18 @@ def test_invalid_municipality_number(number: str) -> None:
 def test_digits_outside_ascii_are_rejected(problem_of, ascii_value: str, zero: str) -> None:
     assert problem_of(ascii_value) is None
     assert problem_of(to_other_digits(ascii_value, zero)) is not None
+
+
+@pytest.mark.parametrize(
+    ("number", "system"),
+    [
+        ("17057549955", "urn:oid:2.16.578.1.12.4.1.4.1"),
+        ("31129950016", "urn:oid:2.16.578.1.12.4.1.4.1"),
+        ("41019012480", "urn:oid:2.16.578.1.12.4.1.4.2"),
+        ("71018512372", "urn:oid:2.16.578.1.12.4.1.4.2"),
+    ],
+)
+def test_the_identifier_system_follows_the_kind_of_number(number: str, system: str) -> None:
+    from services.platform.identifiers import person_identifier_system
+
+    assert person_identifier_system(number) == system

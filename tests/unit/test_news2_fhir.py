@@ -241,3 +241,23 @@ def test_quantities_are_exported_as_measured_when_the_values_as_sent_are_given()
     assert (temperature, spo2, pulse) == (36.05, 95.5, 88)
     # The score is still that of the values as scored (36.1 °C and 96 % both score 0).
     assert by_code(bundle, SNOMED, "1104051000000101")["valueInteger"] == 5
+
+
+def test_the_author_is_a_practitioner_performer_by_hpr_number() -> None:
+    measured = read_vital_signs(RAW)
+    bundle = assessment_bundle(
+        assessment_id="assessment-author",
+        patient_id=FODSELSNUMMER,
+        measured_at=MEASURED_AT,
+        recorded_at=RECORDED_AT,
+        measured=measured,
+        score=score(measured),
+        performer_organisation="974760673",
+        performer_hpr_number="565505933",
+    )
+    Bundle.model_validate(bundle)
+    for observation in observations(bundle):
+        assert {
+            "type": "Practitioner",
+            "identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.4", "value": "565505933"},
+        } in observation["performer"]

@@ -184,6 +184,7 @@ class News2ServiceServicer(news2_pb2_grpc.News2ServiceServicer):
             as_sent=assessment.measured,
             score=assessment.score,
             performer_organisation=assessment.provenance.organisation_number or None,
+            performer_hpr_number=assessment.provenance.author_hpr_number,
         )
         return news2_pb2.ExportAssessmentResponse(
             fhir_json=json.dumps(bundle, ensure_ascii=False), content_type=FHIR_CONTENT_TYPE

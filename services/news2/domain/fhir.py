@@ -23,14 +23,16 @@ from services.news2.domain.scoring import (
     Spo2Scale,
     VitalSigns,
 )
+from services.platform.identifiers import (
+    HPR_NUMBER_SYSTEM,
+    ORGANISATION_NUMBER_SYSTEM,
+    person_identifier_system,
+)
 
 LOINC = "http://loinc.org"
 SNOMED_CT = "http://snomed.info/sct"
 UCUM = "http://unitsofmeasure.org"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
-FODSELSNUMMER_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.1"
-D_NUMBER_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.2"
-ORGANISATION_NUMBER_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
 
 # Fixed forever: changing it would change every exported fullUrl.
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:samhandling:news2:assessment")
@@ -100,6 +102,7 @@ def assessment_bundle(
     score: News2Score | None,
     performer_organisation: str | None,
     as_sent: RawVitalSigns | None = None,
+    performer_hpr_number: str | None = None,
 ) -> JSON:
     """`measured` says which parameters were measured (and codes consciousness and oxygen); the
     quantities are `as_sent` when given — the values as measured, not as rounded for scoring."""
@@ -109,13 +112,20 @@ def assessment_bundle(
     }
     if recorded_at is not None:
         context["issued"] = _instant(recorded_at, "recorded_at")
+    performers = []
+    if performer_hpr_number is not None:
+        performers.append(
+            {"type": "Practitioner", "identifier": {"system": HPR_NUMBER_SYSTEM, "value": performer_hpr_number}}
+        )
     if performer_organisation is not None:
-        context["performer"] = [
+        performers.append(
             {
                 "type": "Organization",
                 "identifier": {"system": ORGANISATION_NUMBER_SYSTEM, "value": performer_organisation},
             }
-        ]
+        )
+    if performers:
+        context["performer"] = performers
 
     entries: list[JSON] = []
     for parameter in PARAMETERS:
@@ -156,11 +166,6 @@ def _observation(category: str, category_display: str, code: JSON, context: JSON
 
 def full_url(assessment_id: str, element: str) -> str:
     return _uuid(assessment_id, element).urn
-
-
-def person_identifier_system(patient_id: str) -> str:
-    # A D-number adds 40 to the day, so its first digit is 4 or more (4-7 in practice).
-    return D_NUMBER_SYSTEM if patient_id[:1] in {"4", "5", "6", "7", "8", "9"} else FODSELSNUMMER_SYSTEM
 
 
 def _uuid(assessment_id: str, element: str) -> uuid.UUID:

@@ -19,10 +19,11 @@ from typing import Any
 from services.overview.domain.codes import NATIONAL_SYSTEM, CodeSystem, ServiceType, local_system_uri
 from services.overview.domain.compilation import OverviewEntry
 from services.overview.domain.services import Contact, ServiceStatus, Unit
+from services.platform.identifiers import (
+    ORGANISATION_NUMBER_SYSTEM,
+    person_identifier_system,
+)
 
-FODSELSNUMMER_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.1"
-D_NUMBER_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.2"
-ORGANISATION_NUMBER_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
 UCUM = "http://unitsofmeasure.org"
 
 STRUCTURE_DEFINITION = "https://samhandling.no/fhir/StructureDefinition/"
@@ -52,7 +53,7 @@ _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://samhandling.no/fhir/overvie
 
 
 def overview_bundle(*, patient_id: str, municipality: str, entries: Sequence[OverviewEntry], today: date) -> dict:
-    patient = {"identifier": {"system": patient_identifier_system(patient_id), "value": patient_id}}
+    patient = {"identifier": {"system": person_identifier_system(patient_id), "value": patient_id}}
     ids = _episode_ids(patient_id, municipality, entries)
     bundle_id = uuid.uuid5(_NAMESPACE, "|".join(["bundle", municipality, patient_id, today.isoformat(), *ids]))
     return {
@@ -64,14 +65,6 @@ def overview_bundle(*, patient_id: str, municipality: str, entries: Sequence[Ove
             for episode_id, entry in zip(ids, entries, strict=True)
         ],
     }
-
-
-def patient_identifier_system(patient_id: str) -> str:
-    """A D-number has 40 added to the day, so its first digit is 4 or more."""
-    first = patient_id[:1]
-    if first.isascii() and first.isdigit() and int(first) >= 4:
-        return D_NUMBER_SYSTEM
-    return FODSELSNUMMER_SYSTEM
 
 
 def coding_system(service_type: ServiceType, municipality: str) -> str:
