@@ -61,3 +61,14 @@ class AccessClient:
         except aio.AioRpcError as error:
             raise domain_error(error, "access") from None
         return Grant(response.decision_id, response.tenant, response.break_the_glass)
+
+    async def may_deliver(self, tenant: str, patient_id: str, data_kind: DataKind) -> bool:
+        """A feed item, decided and logged: True to deliver it, False to leave it out because of the
+        patient's own objection or block. Any other denial ends the feed (it raises)."""
+        try:
+            await self.authorize(tenant, patient_id, data_kind, Action.READ, feed=True)
+        except PermissionDenied as denial:
+            if denial.reason in PATIENT_LEVEL_DENIALS:
+                return False
+            raise
+        return True

@@ -296,14 +296,7 @@ def _chained(row: AccessLogRow) -> ChainedEntry:
         tenant=row.tenant,
         decided_at=row.decided_at,
         patient_id=row.patient_id,
-        actor=Actor(
-            hpr_number=row.actor_hpr_number,
-            name=row.actor_name,
-            organisation_number=row.actor_organisation_number,
-            unit_organisation_number=row.actor_unit_organisation_number,
-            client_id=row.actor_client_id,
-            is_patient=row.actor_is_patient,
-        ),
+        actor=_actor(row, is_patient=row.actor_is_patient),
         purpose_of_use=row.purpose_of_use,
         decision_ref=row.decision_ref,
         data_kind=DataKind(row.data_kind),
@@ -332,18 +325,22 @@ def _registration_values(registration: Registration) -> dict:
     }
 
 
+def _actor(row: AccessLogRow | ObjectionRow | BlockRow, *, is_patient: bool) -> Actor:
+    return Actor(
+        hpr_number=row.actor_hpr_number,
+        name=row.actor_name,
+        organisation_number=row.actor_organisation_number,
+        unit_organisation_number=row.actor_unit_organisation_number,
+        client_id=row.actor_client_id,
+        is_patient=is_patient,
+    )
+
+
 def _registration(row: ObjectionRow | BlockRow) -> Registration:
     return Registration(
         registered_at=row.registered_at,
         registered_by=RegisteredBy(row.registered_by),
-        actor=Actor(
-            hpr_number=row.actor_hpr_number,
-            name=row.actor_name,
-            organisation_number=row.actor_organisation_number,
-            unit_organisation_number=row.actor_unit_organisation_number,
-            client_id=row.actor_client_id,
-            is_patient=RegisteredBy(row.registered_by) is RegisteredBy.PATIENT,
-        ),
+        actor=_actor(row, is_patient=RegisteredBy(row.registered_by) is RegisteredBy.PATIENT),
         documented_request=row.documented_request,
     )
 

@@ -27,13 +27,12 @@ from services.news2.domain.assessments import (
 from services.news2.domain.scoring import PARAMETERS, RawVitalSigns, VitalSigns, read_vital_signs, score
 from services.news2.domain.trend import alert_reasons, trend
 from services.platform.access_client import (
-    PATIENT_LEVEL_DENIALS,
     AccessClient,
     Action,
     DataKind,
     require_feed_subscriber,
 )
-from services.platform.errors import FieldViolation, InvalidArgument, PermissionDenied, raise_if_any
+from services.platform.errors import FieldViolation, InvalidArgument, raise_if_any
 from services.platform.feeds import StreamDrain
 from services.platform.request_context import current_principal
 from services.platform.requests import check_idempotency_key, check_patient_id, feed_request, requested_tenant
@@ -153,15 +152,8 @@ class News2ServiceServicer(news2_pb2_grpc.News2ServiceServicer):
                 alert = alert_at(recorded, await self.assessments.history(tenant, recorded.patient_id))
                 if alert is None:
                     continue
-                try:
-                    await self.access.authorize(
-                        tenant, recorded.patient_id, DataKind.VITAL_SIGNS, Action.READ, feed=True
-                    )
-                except PermissionDenied as denial:
-                    if denial.reason in PATIENT_LEVEL_DENIALS:
-                        continue
-                    raise
-                yield mappers.alert_message(alert)
+                if await self.access.may_deliver(tenant, recorded.patient_id, DataKind.VITAL_SIGNS):
+                    yield mappers.alert_message(alert)
 
     async def ExportAssessment(self, request: news2_pb2.ExportAssessmentRequest, context: aio.ServicerContext):
         caller = current_principal()

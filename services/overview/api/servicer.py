@@ -20,13 +20,12 @@ from services.overview.domain.compilation import compile_overview, count_active
 from services.overview.domain.services import ServiceStatus
 from services.overview.domain.submission import SubmissionLimits
 from services.platform.access_client import (
-    PATIENT_LEVEL_DENIALS,
     AccessClient,
     Action,
     DataKind,
     require_feed_subscriber,
 )
-from services.platform.errors import FieldViolation, InvalidArgument, PermissionDenied, raise_if_any
+from services.platform.errors import FieldViolation, InvalidArgument, raise_if_any
 from services.platform.feeds import StreamDrain
 from services.platform.principal import Principal
 from services.platform.request_context import current_principal
@@ -106,14 +105,8 @@ class OverviewServiceServicer(overview_pb2_grpc.OverviewServiceServicer):
         changes = self.drain.relay(self.storage.watch(tenant, request.from_sequence, [KIND]))
         async with aclosing(changes):
             async for change in changes:
-                try:
-                    await self.access.authorize(
-                        tenant, change.patient_id, DataKind.SERVICES_OVERVIEW, Action.READ, feed=True
-                    )
-                except PermissionDenied as denial:
-                    if denial.reason in PATIENT_LEVEL_DENIALS:
-                        continue
-                    raise
+                if not await self.access.may_deliver(tenant, change.patient_id, DataKind.SERVICES_OVERVIEW):
+                    continue
                 yield overview_pb2.WatchOverviewsResponse(
                     sequence=change.sequence,
                     patient_id=change.patient_id,
