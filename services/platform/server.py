@@ -68,9 +68,10 @@ class RunningServer:
             await self.definition.close()
 
     async def set_serving(self, serving: bool) -> None:
-        status = SERVING if serving else NOT_SERVING
-        await self.health.set("", status)
-        await self.health.set(self.definition.full_name, status)
+        """Readiness: the service's own name follows its dependencies (e.g. the database). The overall
+        status "" stays SERVING while the process is alive, so a liveness probe on "" does not restart
+        pods during a database outage; graceful shutdown sets both to NOT_SERVING."""
+        await self.health.set(self.definition.full_name, SERVING if serving else NOT_SERVING)
 
 
 async def start_server(
@@ -114,6 +115,7 @@ async def start_server(
         raise OSError(f"cannot listen on {host}:{port}")
     await server.start()
     running = RunningServer(server, health_servicer, definition, bound_port, grace_seconds)
+    await running.health.set("", SERVING)
     await running.set_serving(True)
     running._tasks = [asyncio.create_task(job(running)) for job in definition.background]
     log.info("%s listening on %s:%d", definition.full_name, host, bound_port)

@@ -70,6 +70,9 @@ async def test_database_outage_is_unavailable_and_recovers_by_itself(settings, o
                 await storage.PutRecord(put(patient, "during"), metadata=bearer(token), timeout=15)
             assert down.value.code() == grpc.StatusCode.UNAVAILABLE
             await wait_for_status(health, NOT_SERVING)
+            # Alive, only not ready: a liveness probe on the overall status must not restart the pod.
+            overall = await health.Check(health_pb2.HealthCheckRequest(service=""))
+            assert overall.status == SERVING
 
             await asyncio.to_thread(own_database.start)
             await wait_for_status(health, SERVING)
