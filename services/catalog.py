@@ -9,6 +9,7 @@ from services.platform.database import create_engine, role_bypasses_row_security
 from services.platform.dev_tokens import ensure_dev_keys
 from services.platform.server import ServiceDefinition, serve_until_terminated, start_server
 from services.platform.settings import Settings
+from services.platform.telemetry import configure_telemetry
 from services.platform.tokens import JwksSource, TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -84,14 +85,20 @@ async def refuse_row_security_bypass(database_url: str) -> None:
 
 
 async def run_service(name: str, settings: Settings, database_url: str | None, port: int | None = None) -> None:
-    definition = build_service(name, settings, database_url)
-    running = await start_server(
-        definition,
-        verifier=build_verifier(settings),
-        host=settings.bind_host,
-        port=settings.ports[name] if port is None else port,
-        max_payload_bytes=settings.max_payload_bytes,
-        grace_seconds=settings.shutdown_grace_seconds,
-    )
-    print(f"{name} serving on {settings.bind_host}:{running.port}", flush=True)
-    await serve_until_terminated(running)
+    """Runs one service until SIGTERM; telemetry (from the OTEL_* variables) is set up first and
+    flushed last, after in-flight calls have finished."""
+    telemetry = configure_telemetry(name, database=name in DATABASE_SERVICES)
+    try:
+        definition = build_service(name, settings, database_url)
+        running = await start_server(
+            definition,
+            verifier=build_verifier(settings),
+            host=settings.bind_host,
+            port=settings.ports[name] if port is None else port,
+            max_payload_bytes=settings.max_payload_bytes,
+            grace_seconds=settings.shutdown_grace_seconds,
+        )
+        print(f"{name} serving on {settings.bind_host}:{running.port}", flush=True)
+        await serve_until_terminated(running)
+    finally:
+        telemetry.shutdown()

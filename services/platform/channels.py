@@ -1,6 +1,6 @@
 """Client channels to peer services: a deadline on every call, the caller's token, request id and
-(later) trace context forwarded, and retries — configured in the channel's service config — only for
-methods that are safe to repeat."""
+trace context (W3C `traceparent`, with a client span per call) forwarded, and retries — configured in
+the channel's service config — only for methods that are safe to repeat."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from grpc import aio
 
 from services.platform import request_context
+from services.platform.telemetry import client_tracing_interceptors
 
 RETRYABLE_STATUS_CODES = ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]
 
@@ -92,7 +93,8 @@ def open_channel(
 ) -> aio.Channel:
     """A channel whose unary calls always carry a deadline (`timeout_seconds` unless the call sets
     one). Streams are long-lived by nature: they get `stream_timeout_seconds` if given, else none
-    (the caller cancels them)."""
+    (the caller cancels them). The tracing interceptors come first, so the client span covers the
+    whole call and its `traceparent` names that span."""
     return aio.insecure_channel(
         target,
         options=[
@@ -100,7 +102,11 @@ def open_channel(
             ("grpc.enable_retries", 1),
             ("grpc.keepalive_time_ms", 30_000),
         ],
-        interceptors=[_UnaryUnary(timeout_seconds), _UnaryStream(stream_timeout_seconds)],
+        interceptors=[
+            *client_tracing_interceptors(),
+            _UnaryUnary(timeout_seconds),
+            _UnaryStream(stream_timeout_seconds),
+        ],
     )
 
 

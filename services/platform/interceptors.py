@@ -1,29 +1,36 @@
-"""Server interceptors: request ids, authentication, and domain errors → rich gRPC statuses.
+"""Server interceptors: tracing, RPC metrics, request ids, authentication, and domain errors → rich
+gRPC statuses.
 
 Each wraps the method handler so that it runs in the handler's own task, where the contextvars it
 sets are visible to the servicer."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
-import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 from grpc import aio
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Status, StatusCode
 
-from services.platform import request_context, status
+from services.platform import request_context, status, telemetry
 from services.platform.errors import DomainError, Unauthenticated
+from services.platform.logs import describe_error
 from services.platform.tokens import TokenVerifier
 
 log = logging.getLogger(__name__)
 
 # Health and reflection answer without a token, so probes and standard tools work.
 UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+# Semantic-convention attribute names, as the gRPC instrumentation records them on spans.
+RPC_SERVICE, RPC_METHOD, RPC_GRPC_STATUS_CODE = "rpc.service", "rpc.method", "rpc.grpc.status_code"
 
 Behaviour = Callable[[Any, aio.ServicerContext], Any]
 Decorator = Callable[[Behaviour, bool, grpc.HandlerCallDetails], Behaviour]
@@ -155,7 +162,7 @@ class ErrorMappingInterceptor(_WrappingInterceptor):
             request_id = request_context.request_id.get()
             if isinstance(error, DomainError):
                 await context.abort_with_status(status.with_request_id(status.status_for(error), request_id))
-            log.error("unexpected error in %s: %s", method, _without_message(error))
+            log.error("unexpected error in %s: %s", method, describe_error(error))
             await context.abort_with_status(status.with_request_id(status.internal_status(request_id), request_id))
 
         if streaming:
@@ -182,15 +189,110 @@ class ErrorMappingInterceptor(_WrappingInterceptor):
         return unary
 
 
-def _without_message(error: BaseException) -> str:
-    """The error's type and where it was raised, but not its message: messages can carry patient data."""
-    frames = traceback.extract_tb(error.__traceback__)[-4:]
-    where = " <- ".join(
-        f"{frame.filename.rsplit('/', 2)[-1]}:{frame.lineno} {frame.name}" for frame in reversed(frames)
-    )
-    return f"{type(error).__module__}.{type(error).__qualname__} at {where}"
+# Server span status: per the semantic conventions only these codes are the server's fault; the
+# others (NOT_FOUND, PERMISSION_DENIED, ...) are answers, recorded as the status code attribute.
+_SERVER_ERROR_CODES = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
 
 
-def standard_interceptors(verifier: TokenVerifier) -> list[aio.ServerInterceptor]:
-    """Outermost first: the request id exists before anything can fail, and auth errors are mapped."""
-    return [RequestIdInterceptor(), ErrorMappingInterceptor(), AuthenticationInterceptor(verifier)]
+class RpcMetricsInterceptor(_WrappingInterceptor):
+    """`rpc.server.duration` (ms) and `rpc.server.errors` per method and status code; and the final
+    status code on the server span, which the tracing interceptor misses when a call ends through
+    `abort_with_status` (as every domain error does). Sits just inside the tracing interceptor."""
+
+    def __init__(self, meter: metrics.Meter) -> None:
+        self.duration = meter.create_histogram(
+            "rpc.server.duration", unit="ms", description="Duration of inbound RPCs, to the last response"
+        )
+        self.errors = meter.create_counter(
+            "rpc.server.errors", unit="{call}", description="Inbound RPCs that ended with a status other than OK"
+        )
+
+    async def intercept_service(self, continuation, handler_call_details):
+        if not telemetry.traced_method(handler_call_details.method):
+            return await continuation(handler_call_details)
+        return await super().intercept_service(continuation, handler_call_details)
+
+    def decorate(self, behaviour: Behaviour, streaming: bool, details: grpc.HandlerCallDetails) -> Behaviour:
+        service, _, method = details.method.lstrip("/").partition("/")
+        labels = {RPC_SERVICE: service, RPC_METHOD: method}
+        finish = self._finish
+
+        if streaming:
+
+            async def stream(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+                started, outcome = time.perf_counter(), None
+                try:
+                    async for response in _responses(behaviour, request, context):
+                        yield response
+                except BaseException as error:
+                    outcome = error
+                    raise
+                finally:
+                    finish(labels, context, started, outcome)
+
+            return stream
+
+        async def unary(request: Any, context: aio.ServicerContext) -> Any:
+            started, outcome = time.perf_counter(), None
+            try:
+                return await behaviour(request, context)
+            except BaseException as error:
+                outcome = error
+                raise
+            finally:
+                finish(labels, context, started, outcome)
+
+        return unary
+
+    def _finish(
+        self, labels: dict[str, str], context: aio.ServicerContext, started: float, outcome: BaseException | None
+    ) -> None:
+        code = _final_code(context, outcome)
+        attributes = {**labels, RPC_GRPC_STATUS_CODE: code.value[0]}
+        self.duration.record((time.perf_counter() - started) * 1000, attributes)
+        if code != grpc.StatusCode.OK:
+            self.errors.add(1, attributes)
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute(RPC_GRPC_STATUS_CODE, code.value[0])
+            if code in _SERVER_ERROR_CODES:
+                span.set_status(Status(StatusCode.ERROR, code.name))
+
+
+def _final_code(context: aio.ServicerContext, outcome: BaseException | None) -> grpc.StatusCode:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if outcome is None or isinstance(outcome, GeneratorExit):
+        return grpc.StatusCode.OK
+    if isinstance(outcome, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.UNKNOWN
+
+
+def standard_interceptors(
+    verifier: TokenVerifier,
+    *,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+) -> list[aio.ServerInterceptor]:
+    """Outermost first: the server span exists before anything else runs (so everything below logs
+    its trace id), then the metrics; the request id exists before anything can fail, and auth errors
+    are mapped. The providers default to the process's global ones (when those are the no-op ones,
+    the tracing interceptor is left out)."""
+    return [
+        *telemetry.server_tracing_interceptors(tracer_provider),
+        RpcMetricsInterceptor(telemetry.rpc_meter(meter_provider)),
+        RequestIdInterceptor(),
+        ErrorMappingInterceptor(),
+        AuthenticationInterceptor(verifier),
+    ]
