@@ -21,24 +21,23 @@ def service_config(idempotent_methods: Iterable[tuple[str, str]], *, max_attempt
     Deadlines are not set here but per call by the interceptor: service-config timeouts were seen
     firing early with this gRPC release."""
     methods = [{"service": service, "method": method} for service, method in idempotent_methods]
-    if not methods:
-        return json.dumps({})
-    return json.dumps(
-        {
-            "methodConfig": [
-                {
-                    "name": methods,
-                    "retryPolicy": {
-                        "maxAttempts": max_attempts,
-                        "initialBackoff": "0.1s",
-                        "maxBackoff": "2s",
-                        "backoffMultiplier": 2,
-                        "retryableStatusCodes": RETRYABLE_STATUS_CODES,
-                    },
-                }
-            ]
-        }
-    )
+    # Calls are spread over every address the name resolves to (in Kubernetes: every ready pod behind
+    # a headless Service), not pinned to the first.
+    config: dict[str, object] = {"loadBalancingConfig": [{"round_robin": {}}]}
+    if methods:
+        config["methodConfig"] = [
+            {
+                "name": methods,
+                "retryPolicy": {
+                    "maxAttempts": max_attempts,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": RETRYABLE_STATUS_CODES,
+                },
+            }
+        ]
+    return json.dumps(config)
 
 
 class _ForwardingInterceptor:
@@ -96,7 +95,7 @@ def open_channel(
     (the caller cancels them). The tracing interceptors come first, so the client span covers the
     whole call and its `traceparent` names that span."""
     return aio.insecure_channel(
-        target,
+        target if "://" in target or target.startswith("dns:") else f"dns:///{target}",
         options=[
             ("grpc.service_config", service_config(idempotent_methods)),
             ("grpc.enable_retries", 1),

@@ -101,6 +101,10 @@ async def start_server(
             # accept that, or the server answers GOAWAY too_many_pings and ends the streams.
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
+            # Clients reconnect now and then, so new replicas get their share of the calls; open
+            # streams may finish for an hour (watchers resume from their last sequence anyway).
+            ("grpc.max_connection_age_ms", 5 * 60_000),
+            ("grpc.max_connection_age_grace_ms", 60 * 60_000),
         ],
     )
     definition.register(server)

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 INSTRUMENTATION_NAME = "samhandling"
 # Health checks and reflection are probes and tools, not vendor calls: no spans, no metrics.
 UNTRACED_SERVICE_PREFIX = "grpc."
+SUBSCRIPTION_METHOD_PREFIX = "Watch"
 # How long a stopping service waits for its last spans and metrics to be sent. Kubernetes and
 # `samhandling up` allow the shutdown grace plus 5 s; the server's drain may use the grace.
 FLUSH_SECONDS = 3.0
@@ -159,6 +160,17 @@ def _redacted_attributes(attributes: object) -> dict | None:
     return result if changed else None
 
 
+def _without_exception_text(event: Event):
+    """An exception event keeps the exception's type only: database errors quote row values in their
+    messages (`DETAIL: Failing row contains …`), which no pattern can reliably recognise."""
+    attributes = event.attributes or {}
+    if event.name != "exception" or not ({"exception.message", "exception.stacktrace"} & set(attributes)):
+        return event.attributes
+    kept = {key: value for key, value in attributes.items() if key not in ("exception.message", "exception.stacktrace")}
+    kept["exception.message"] = str(attributes.get("exception.type", "error"))
+    return kept
+
+
 def redacted_span(span: ReadableSpan) -> ReadableSpan:
     """`span` itself when nothing in it needs redacting, else a redacted copy."""
     name = redact_text(span.name)
@@ -167,18 +179,14 @@ def redacted_span(span: ReadableSpan) -> ReadableSpan:
     events_changed = False
     for event in span.events:
         event_name = redact_text(event.name)
-        event_attributes = _redacted_attributes(event.attributes)
-        if event_attributes is None and event_name is event.name:
+        source = _without_exception_text(event)
+        redacted = _redacted_attributes(source)
+        event_attributes = redacted if redacted is not None else source
+        if event_attributes is event.attributes and event_name is event.name:
             events.append(event)
             continue
         events_changed = True
-        events.append(
-            Event(
-                event_name,
-                event_attributes if event_attributes is not None else event.attributes,
-                timestamp=event.timestamp,
-            )
-        )
+        events.append(Event(event_name, event_attributes, timestamp=event.timestamp))
     links = []
     links_changed = False
     for link in span.links:
@@ -281,7 +289,12 @@ def traced_method(method: str | bytes | None) -> bool:
     """Whether calls to this full method name (`/package.Service/Method`) get spans and metrics."""
     if isinstance(method, bytes):
         method = method.decode()
-    return not (method or "").lstrip("/").startswith(UNTRACED_SERVICE_PREFIX)
+    full_name = (method or "").lstrip("/")
+    if full_name.startswith(UNTRACED_SERVICE_PREFIX):
+        return False
+    # A subscription (Watch…) lives for hours: one span for all of it would gather every delivered
+    # change into one endless trace. Each change's own calls start their own traces instead.
+    return not full_name.rpartition("/")[2].startswith(SUBSCRIPTION_METHOD_PREFIX)
 
 
 def _traced(details: object) -> bool:

@@ -79,6 +79,8 @@ def test_the_chart_lints_clean_in_strict_mode(values_file: str):
         ({"telemetry": {"samplerArg": 2}}, "/telemetry/samplerArg"),
         ({"image": {"tag": "latest@sha256:abc"}}, "/image/tag"),
         ({"extraEnv": [{"name": "SAMHANDLING_DATABASE_URL", "value": "postgresql://u:p@h/d"}]}, "/extraEnv/0/name"),
+        ({"extraEnv": [{"name": "SAMHANDLING_LOG_LEVEL", "value": "DEBUG"}]}, "/extraEnv/0/name"),
+        ({"extraEnv": [{"name": "OTEL_SERVICE_NAME", "value": "x"}]}, "/extraEnv/0/name"),
         ({"networkPolicy": {"vendorIngress": {"namespaceSelector": {"matchLabel": {}}}}}, "'matchLabel' not allowed"),
     ],
 )
@@ -147,6 +149,7 @@ def test_values_are_camel_case(chart: helm.Chart):
         ({"auth": {"issuer": ""}}, "auth.issuer and auth.audience are required"),
         ({"database": {"existingSecret": ""}}, "existingSecret"),
         ({"tls": {"enabled": True}}, "services.access.tlsSecret"),
+        ({"auth": {"jwksUrl": ""}, "config": {"environment": "test"}}, "set jwksUrl or jwksConfigMap.name"),
     ],
 )
 def test_configurations_the_services_would_refuse_fail_at_install_time(chart: helm.Chart, values: dict, complaint: str):
@@ -183,6 +186,8 @@ def test_each_service_gets_its_deployment_service_and_service_account(rendered: 
         (k8s_service,) = [s for s in rendered.regular("Service") if component(s) == service]
         assert k8s_service["spec"]["ports"][0]["port"] == port["containerPort"]
         assert k8s_service["spec"]["ports"][0]["targetPort"] == port["name"] == "grpc"
+        # Headless, so that the services' round-robin channels see every ready pod.
+        assert k8s_service["spec"]["clusterIP"] == "None"
 
 
 def test_names_follow_the_release(chart: helm.Chart):
@@ -428,7 +433,7 @@ def test_service_configuration_in_the_pods(rendered: Rendered):
     for service in SERVICES:
         container = rendered.container(service)
         env = env_of(container)
-        assert env["SAMHANDLING_BIND_HOST"]["value"] == "0.0.0.0"
+        assert env["SAMHANDLING_BIND_HOST"]["value"] == "::"
         assert env[f"SAMHANDLING_{service.upper()}_PORT"]["value"] == str(container["ports"][0]["containerPort"])
         assert re.fullmatch(r"(\d{4}=\d{9},)*\d{4}=\d{9}", env["SAMHANDLING_TENANTS"]["value"])
         assert env["SAMHANDLING_LOG_LEVEL"]["value"] in ("DEBUG", "INFO", "WARNING", "ERROR")

@@ -87,3 +87,8 @@ def test_idempotent_methods_exist_in_the_storage_contract() -> None:
     assert service.full_name == STORAGE
     assert {method for _, method in STORAGE_IDEMPOTENT_METHODS} <= set(service.methods_by_name)
     assert "Watch" in service.methods_by_name
+
+
+def test_calls_are_balanced_over_every_resolved_address() -> None:
+    for methods in ([], STORAGE_IDEMPOTENT_METHODS):
+        assert json.loads(service_config(methods))["loadBalancingConfig"] == [{"round_robin": {}}]

@@ -121,7 +121,8 @@ def test_the_exporter_receives_spans_without_person_numbers_or_credentials(expor
         "db.statement": "SELECT * FROM records WHERE patient_id = $1",
         "rpc.grpc.status_code": 7,
     }
-    assert finished.events[0].attributes == {"exception.message": f"no such patient {REDACTED}"}
+    # An exception event keeps the exception's type only (no type given here).
+    assert finished.events[0].attributes == {"exception.message": "error"}
     assert finished.links[0].attributes == {"why": REDACTED}
     assert finished.status.description == f"failed for {REDACTED}"
     assert finished.context == span.get_span_context() and finished.parent is None
@@ -396,3 +397,33 @@ def test_the_documented_collector_configuration_is_a_complete_pipeline():
     redaction = config["processors"]["redaction"]
     assert redaction["allow_all_keys"] and redaction["blocked_values"]
     assert all(name in config["extensions"] for name in config["service"]["extensions"])
+
+
+def test_exception_events_keep_only_the_exception_type():
+    from opentelemetry.sdk.trace import TracerProvider as _Provider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from services.platform.telemetry import RedactingSpanProcessor
+
+    exporter = InMemorySpanExporter()
+    provider = _Provider()
+    provider.add_span_processor(RedactingSpanProcessor(SimpleSpanProcessor(exporter)))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("insert") as span:
+        span.record_exception(ValueError('DETAIL: Failing row contains (1804, {"pulse": 137, "spo2": 93})'))
+    [exported] = exporter.get_finished_spans()
+    [event] = exported.events
+    assert event.attributes["exception.type"] == "ValueError"
+    assert event.attributes["exception.message"] == "ValueError"
+    assert "exception.stacktrace" not in event.attributes
+    assert "137" not in str(dict(event.attributes))
+
+
+def test_subscriptions_are_not_traced_as_one_endless_span():
+    from services.platform.telemetry import traced_method
+
+    assert traced_method("/samhandling.news2.v1.News2Service/RecordVitalSigns")
+    assert not traced_method("/samhandling.news2.v1.News2Service/WatchAlerts")
+    assert not traced_method("/samhandling.storage.v1.StorageService/Watch")
+    assert not traced_method("/grpc.health.v1.Health/Check")

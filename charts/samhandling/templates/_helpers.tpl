@@ -98,6 +98,12 @@ storage: [access, overview, news2]
 {{- if and $auth.jwksUrl $auth.jwksConfigMap.name -}}
 {{- fail "auth: set either jwksUrl or jwksConfigMap.name, not both" -}}
 {{- end -}}
+{{- if not (or $auth.jwksUrl $auth.jwksConfigMap.name) -}}
+{{- fail "auth: set jwksUrl or jwksConfigMap.name; without one every pod would trust only keys of its own" -}}
+{{- end -}}
+{{- if gt (len (include "samhandling.fullname" .)) 52 -}}
+{{- fail "the release name is too long: resource names (release + component) must stay within 63 characters" -}}
+{{- end -}}
 {{- if eq .Values.config.environment "production" -}}
 {{- if not (hasPrefix "https://" $auth.jwksUrl) -}}
 {{- fail "auth.jwksUrl: production needs an https:// JWKS URL (HelseID's)" -}}
@@ -139,7 +145,7 @@ The environment every samhandling process reads (services and the migration Job)
 - name: SAMHANDLING_DATA_DIR
   value: /tmp/samhandling
 - name: SAMHANDLING_BIND_HOST
-  value: "0.0.0.0"
+  value: "::"
 - name: SAMHANDLING_DATABASE_URL
   valueFrom:
     secretKeyRef:

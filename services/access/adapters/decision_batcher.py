@@ -3,8 +3,8 @@ which only one transaction at a time may extend. Rather than queue each request 
 requests that arrive while a transaction runs are decided together in the next one: one lock, one
 commit, one fsync for the whole batch. Each caller still gets its answer only after that commit.
 
-Tracing: a batch's database work is one span, a child of its first caller's span (so a lone call's
-trace reaches the database) and linked to every other caller's span in the batch."""
+Tracing: a batch's database work is one span, a child of its first sampled caller's span (so a lone
+call's trace reaches the database) and linked to every other sampled caller's span in the batch."""
 
 from __future__ import annotations
 
@@ -69,7 +69,9 @@ class Batcher(Generic[Query, Result]):
                     future.set_exception(Unavailable("the access service is shutting down; retry"))
 
     async def _run(self, tenant: str, batch: list[Waiting]) -> None:
-        callers = [caller for _, _, caller in batch if caller.is_valid]
+        # The first sampled caller parents the batch's span (and with it the database spans); the other
+        # sampled callers are linked. An unsampled first caller must not make the batch unsampled.
+        callers = [caller for _, _, caller in batch if caller.is_valid and caller.trace_flags.sampled]
         parent = trace.set_span_in_context(NonRecordingSpan(callers[0])) if callers else Context()
         try:
             with self._tracer.start_as_current_span(
