@@ -5,13 +5,16 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test proto proto-check lint clean
+.PHONY: run test proto proto-check lint clean bench
 
 run: $(INSTALLED)  ## start the database and all four services on loopback
 	$(BIN)/samhandling up
 
 test: $(INSTALLED_DEV)  ## run the whole test suite (unit, contract, end to end)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(INSTALLED_DEV)  ## the mesh against its floor (issue 7): table + bench-results.json; QUICK=1 for a short run
+	$(BIN)/python -m tests.bench $(if $(filter 1 yes true,$(QUICK)),--quick) $(BENCH_ARGS)
 
 proto: $(INSTALLED_DEV)  ## regenerate the Python code for protos/
 	$(BIN)/python -m services.codegen

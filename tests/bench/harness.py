@@ -294,8 +294,34 @@ def _on_sigterm(*_: object) -> None:
 # --- scenarios ------------------------------------------------------------------------------------
 
 
+async def settle(mesh: Mesh, limit: float) -> None:
+    """Before a scenario: write dirty pages out (CHECKPOINT) and give running autovacuum workers up to
+    `limit` seconds to finish, so that one scenario's writes burden the next less."""
+    admin = await asyncpg.connect(mesh.database.admin_url)
+    try:
+        await admin.execute("CHECKPOINT")
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+        ):
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (not idle, not waiting for I/O) since boot."""
+    try:
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
 def cpu_snapshot(mesh: Mesh, extra: dict[str, int]) -> dict[str, float]:
     seconds = mesh.cpu_seconds()
+    seconds["machine"] = machine_busy_seconds()
     if extra:
         table = _process_table()
         seconds |= {name: table[pid][1] for name, pid in extra.items() if pid in table}
@@ -317,6 +343,8 @@ def run_driver(
     }
     spec_path = work / f"spec-{name}.json"
     spec_path.write_text(json.dumps(spec))
+    with run.phase(f"settle_{name}"):
+        asyncio.run(settle(mesh, 3.0 if config.quick else 10.0))
     run.say(f"{name}: {config.warmup_s:g} s warm-up + {config.duration_s:g} s measured, concurrency {CONCURRENCY}")
     before = cpu_snapshot(mesh, extra or {})
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -340,6 +368,8 @@ def run_driver(
     driver = children_after.ru_utime + children_after.ru_stime - children_before.ru_utime - children_before.ru_stime
     busy = {"driver": driver}
     busy |= {group: after[group] - before.get(group, 0.0) for group in after}
+    # Everything else on the machine meanwhile (the harness, other users): noise in the figures.
+    busy["other"] = max(0.0, busy.pop("machine") - sum(busy.values()))
     run.cpu[name] = {group: round(seconds / wall, 2) for group, seconds in busy.items()}
     if done.returncode != 0 or not done.stdout.strip():
         run.harness_errors.append(f"{name}: the driver exited with {done.returncode}")
@@ -529,9 +559,13 @@ def report(run: Run, machine: dict[str, Any]) -> dict[str, Any]:
         )
     print("-" * len(header))
     large_label = "100k" if config.large_name == "overview_100k" else f"{config.large_n // 1000}k (overview_large)"
-    print(f"score / grpc_floor (req/s)            {fmt(ratios['score_over_grpc_floor'], 3):>8}")
-    print(f"record / pg_floor (req/s)             {fmt(ratios['record_over_pg_floor'], 3):>8}")
-    print(f"overview p99 {large_label} / p99 1k   {fmt(ratios['overview_p99_100k_over_1k'], 3):>8}")
+    lines = {
+        "score / grpc_floor (req/s)": ratios["score_over_grpc_floor"],
+        "record / pg_floor (req/s)": ratios["record_over_pg_floor"],
+        f"overview p99 {large_label} / p99 1k": ratios["overview_p99_100k_over_1k"],
+    }
+    for label, value in lines.items():
+        print(f"{label:<44}{fmt(value, 3):>8}")
     for name in names:
         figures = results[name]
         if figures["errors"] or figures["error_samples"]:
@@ -656,6 +690,7 @@ def main(argv: list[str] | None = None) -> int:
             run.say("stopping the mesh (SIGTERM)")
             with run.phase("mesh_stop"):
                 code = mesh.stop()
+            run.say(f"mesh stopped (exit code {code})")
             if code not in (0, None):
                 run.harness_errors.append(f"samhandling up exited with {code}; log tail:\n{tail(mesh.log)}")
             machine |= log_findings(mesh.log)
@@ -666,6 +701,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 shutil.rmtree(work, ignore_errors=True)
     if interrupted:
+        print(f"interrupted: {config.output.name} not written", flush=True)
         return 130
     report(run, machine)
     return 1 if run.harness_errors else 0
