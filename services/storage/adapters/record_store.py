@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, insert, select, text, true, update
+from sqlalchemy import func, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -47,15 +47,12 @@ class PostgresRecordStore:
                     raise IdempotencyKeyReused()
                 return PutResult(_to_domain(earlier), replayed=True)
             version = await _next_version(session, ref, command.expected_version)
-            # Taken last, so the feed row stays locked only for the insert and the commit.
-            sequence = await _next_sequence(session, ref.tenant)
             values = {
                 "tenant": ref.tenant,
                 "patient_id": ref.patient_id,
                 "kind": ref.kind,
                 "key": ref.key,
                 "version": version,
-                "sequence": sequence,
                 "payload": command.payload.data,
                 "content_type": command.payload.content_type,
                 "source_system": command.author.source_system,
@@ -63,19 +60,14 @@ class PostgresRecordStore:
                 "author_hpr_number": command.author.hpr_number,
                 "idempotency_key": command.idempotency_key,
                 "request_fingerprint": fingerprint,
-                # The time of the write itself, after the locks: later versions never carry earlier times.
-                "recorded_at": func.clock_timestamp(),
+                "channel": CHANGES_CHANNEL,
             }
+            # The tenant's feed row is taken last and in the same statement as the insert and the
+            # notification, so it stays locked for one round trip and the commit: every writer of the
+            # tenant waits for that lock, so its hold time bounds the tenant's write rate.
             row = (
-                await session.execute(insert(RecordVersionRow).values(values).returning(RecordVersionRow))
+                await session.execute(select(RecordVersionRow).from_statement(_APPEND_VERSION), values)
             ).scalar_one()
-            await session.execute(
-                text("SELECT pg_notify(:channel, :tenant)"),
-                {
-                    "channel": CHANGES_CHANNEL,
-                    "tenant": ref.tenant,
-                },
-            )
         return PutResult(_to_domain(row), replayed=False)
 
     async def get(self, ref: RecordRef, version: int | None) -> RecordVersion:
@@ -149,6 +141,32 @@ def _matches(ref: RecordRef) -> tuple:
         RecordVersionRow.kind == ref.kind,
         RecordVersionRow.key == ref.key,
     )
+
+
+_APPEND_VERSION = text(
+    """
+    WITH feed AS (
+        INSERT INTO tenant_feeds (tenant, last_sequence) VALUES (:tenant, 1)
+        ON CONFLICT (tenant) DO UPDATE SET last_sequence = tenant_feeds.last_sequence + 1
+        RETURNING last_sequence
+    ), written AS (
+        INSERT INTO record_versions (
+            tenant, patient_id, kind, key, version, sequence, payload, content_type, source_system,
+            organisation_number, author_hpr_number, idempotency_key, request_fingerprint, recorded_at
+        )
+        -- clock_timestamp(): the time of the write itself, after the locks, so a later sequence never
+        -- carries an earlier time.
+        SELECT :tenant, :patient_id, :kind, :key, :version, feed.last_sequence, :payload, :content_type,
+               :source_system, :organisation_number, :author_hpr_number, :idempotency_key,
+               :request_fingerprint, clock_timestamp()
+        FROM feed
+        RETURNING *
+    ), notified AS (
+        SELECT pg_notify(:channel, :tenant) FROM written
+    )
+    SELECT written.* FROM written CROSS JOIN notified
+    """
+)
 
 
 async def _find_by_idempotency_key(session: AsyncSession, tenant: str, command: PutCommand):
