@@ -113,6 +113,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     configure_logging(settings.log_level, args.service)
     database_url, embedded, adopted = settings.database_url, None, True
+    if args.service in DATABASE_SERVICES and database_url is None and settings.production:
+        print(f"samhandling: {PREFIX}DATABASE_URL is required in production for {args.service}", file=sys.stderr)
+        return 2
     if args.service in DATABASE_SERVICES and database_url is None:
         from services.catalog import migrate_database
         from services.platform.embedded_database import EmbeddedPostgres
@@ -136,6 +139,9 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
         migrate_database(settings.database_url)
         print("database schema is up to date")
         return 0
+    if settings.production:
+        print(f"samhandling: {PREFIX}DATABASE_URL is required in production", file=sys.stderr)
+        return 2
     from services.platform.embedded_database import EmbeddedPostgres
 
     embedded = EmbeddedPostgres(settings.data_dir)

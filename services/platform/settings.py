@@ -83,7 +83,8 @@ class _SettingsReader:
         settings = Settings(
             environment=environment,
             data_dir=Path(self._text("DATA_DIR", str(defaults.data_dir))),
-            database_url=self._optional("DATABASE_URL", required=production),
+            # Required in production only by the services that own tables (see services.catalog).
+            database_url=self._optional("DATABASE_URL"),
             database_pool_size=self._int("DATABASE_POOL_SIZE", defaults.database_pool_size, 1, 200),
             bind_host=self._text("BIND_HOST", defaults.bind_host),
             ports=ports,

@@ -146,6 +146,8 @@ The environment every samhandling process reads (services and the migration Job)
   value: /tmp/samhandling
 - name: SAMHANDLING_BIND_HOST
   value: "::"
+{{- /* Only the processes that own tables get the database credentials. */}}
+{{- if has .component (list "access" "storage" "migrations") }}
 - name: SAMHANDLING_DATABASE_URL
   valueFrom:
     secretKeyRef:
@@ -153,6 +155,7 @@ The environment every samhandling process reads (services and the migration Job)
       key: {{ $values.database.urlKey }}
 - name: SAMHANDLING_DATABASE_POOL_SIZE
   value: {{ $values.database.poolSize | int64 | quote }}
+{{- end }}
 {{- if $values.auth.jwksUrl }}
 - name: SAMHANDLING_JWKS
   value: {{ $values.auth.jwksUrl | quote }}

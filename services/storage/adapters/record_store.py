@@ -65,9 +65,7 @@ class PostgresRecordStore:
             # The tenant's feed row is taken last and in the same statement as the insert and the
             # notification, so it stays locked for one round trip and the commit: every writer of the
             # tenant waits for that lock, so its hold time bounds the tenant's write rate.
-            row = (
-                await session.execute(select(RecordVersionRow).from_statement(_APPEND_VERSION), values)
-            ).scalar_one()
+            row = (await session.execute(select(RecordVersionRow).from_statement(_APPEND_VERSION), values)).scalar_one()
         return PutResult(_to_domain(row), replayed=False)
 
     async def get(self, ref: RecordRef, version: int | None) -> RecordVersion:
