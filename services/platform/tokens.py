@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import re
 import time
 import urllib.request
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,9 @@ from services.platform.tenants import TenantTable
 ALLOWED_ALGORITHMS = ("RS256", "ES256")
 MAX_TOKEN_BYTES = 8 * 1024  # HelseID tokens with an attestation are a few KiB
 CLOCK_LEEWAY_SECONDS = 30
+# Verified tokens remembered (by SHA-256), and for how long at most.
+VERIFIED_CACHE_SIZE = 4096
+VERIFIED_CACHE_SECONDS = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +109,30 @@ class TokenVerifier:
             aud={"essential": True, "value": audience},
             exp={"essential": True},
         )
+        self._verified: OrderedDict[bytes, tuple[Principal, float]] = OrderedDict()
 
     async def verify(self, token: str) -> Principal:
         if len(token) > MAX_TOKEN_BYTES:
             raise Unauthenticated("TOKEN_TOO_LARGE", "access token is too large")
+        digest = hashlib.sha256(token.encode()).digest()
+        now = time.time()
+        cached = self._verified.get(digest)
+        if cached is not None:
+            principal, cached_until = cached
+            if now <= cached_until:
+                self._verified.move_to_end(digest)
+                return principal
+            del self._verified[digest]
+        principal = await self._verify(token)
+        # Every hop of a call verifies the same token: remember a good one for a short while, never
+        # past its expiry, so a key withdrawn from the JWKS stops working within VERIFIED_CACHE_SECONDS.
+        expires = (principal.expires_at or now) + CLOCK_LEEWAY_SECONDS
+        self._verified[digest] = (principal, min(expires, now + VERIFIED_CACHE_SECONDS))
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         try:
             header = _unverified_header(token)
             keys = await self.jwks.keys(header.get("kid"))

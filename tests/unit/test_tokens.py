@@ -375,3 +375,50 @@ async def test_jwks_url_is_not_refetched_within_the_refresh_interval(
     assert (await verifier.verify(mint(keys_dir))).tenant == "1804"
     assert (await rejection(verifier, mint(other_keys_dir))).reason == "INVALID_TOKEN"
     assert len(fetched) == 1
+
+
+async def test_a_verified_token_is_remembered_and_not_verified_again(
+    verifier: TokenVerifier, keys_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = mint(keys_dir)
+    first = await verifier.verify(token)
+    calls = []
+    monkeypatch.setattr(tokens.jwt, "decode", lambda *args, **kwargs: calls.append(args))
+    assert await verifier.verify(token) is first
+    assert calls == []
+
+
+async def test_a_remembered_token_is_verified_again_after_the_cache_period(
+    verifier: TokenVerifier, keys_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = mint(keys_dir)
+    await verifier.verify(token)
+    decode, calls = tokens.jwt.decode, []
+
+    def counting_decode(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(tokens.jwt, "decode", counting_decode)
+    later = time.time() + tokens.VERIFIED_CACHE_SECONDS + 1
+    monkeypatch.setattr(tokens.time, "time", lambda: later)
+    await verifier.verify(token)
+    assert len(calls) == 1
+
+
+async def test_an_expired_token_is_not_served_from_memory(
+    verifier: TokenVerifier, keys_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = mint(keys_dir, ttl_seconds=5)
+    await verifier.verify(token)
+    later = time.time() + 5 + tokens.CLOCK_LEEWAY_SECONDS + 1
+    monkeypatch.setattr(tokens.time, "time", lambda: later)
+    with pytest.raises(Unauthenticated):
+        await verifier.verify(token)
+
+
+async def test_the_cache_is_bounded(verifier: TokenVerifier, keys_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tokens, "VERIFIED_CACHE_SIZE", 3)
+    for _ in range(5):
+        await verifier.verify(mint(keys_dir))
+    assert len(verifier._verified) == 3
