@@ -44,7 +44,11 @@ def create_engine(url: str, *, pool_size: int = 10, statement_timeout_ms: int | 
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it cost three round trips per transaction. A connection that died with the
+        # server fails its call once (UNAVAILABLE, retried by callers), and SQLAlchemy then discards
+        # every connection made before the failure; the health monitor also starts a fresh pool when
+        # the database comes back.
+        pool_pre_ping=False,
         # Exception messages must not carry bound parameters: they hold patient ids and payloads.
         hide_parameters=True,
         pool_timeout=5,
@@ -122,6 +126,8 @@ def database_health_monitor(engine: AsyncEngine, interval: float) -> Callable[[R
                 reachable = await check_reachable(engine)
             if reachable != serving:
                 log.warning("database %s", "reachable again" if reachable else "unreachable: NOT_SERVING")
+                if reachable:
+                    await engine.dispose()  # connections from before the outage are dead
                 await running.set_serving(reachable)
                 serving = reachable
             await asyncio.sleep(interval)

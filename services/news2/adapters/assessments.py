@@ -46,8 +46,9 @@ ASSESSMENT_ID = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{6}Z-[0-9a-f]{32}")
 _KEY_TIME_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 # Fixed forever: changing it would give a retried request a different key than its original.
 _KEY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:samhandling:news2:assessment-key")
-# Assessments per storage page read when looking back for a previous complete one.
-LOOKBACK_PAGE_SIZE = 50
+# Assessments per storage page read when looking back for a previous complete one. Small: it is
+# nearly always among the newest few, and every one read is a payload decoded.
+LOOKBACK_PAGE_SIZE = 8
 _PARAMETER_SCORE_FIELDS = tuple(field.name for field in fields(ParameterScores))
 
 
