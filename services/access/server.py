@@ -6,7 +6,7 @@ from samhandling.access.v1 import access_pb2, access_pb2_grpc
 
 from services.access.adapters.access_store import FOLLOW_UP_CHANNEL, PostgresAccessStore
 from services.access.api.servicer import AccessServiceServicer
-from services.platform.database import create_engine, database_health_monitor, session_factory
+from services.platform.database import create_engine, database_health_monitor
 from services.platform.notifications import ChangeNotifier
 from services.platform.server import ServiceDefinition
 from services.platform.settings import Settings
@@ -18,7 +18,7 @@ def build(settings: Settings, database_url: str) -> ServiceDefinition:
     engine = create_engine(database_url, pool_size=settings.database_pool_size)
     follow_ups = ChangeNotifier(engine, FOLLOW_UP_CHANNEL)
     servicer = AccessServiceServicer(
-        PostgresAccessStore(session_factory(engine)),
+        PostgresAccessStore(engine),
         follow_ups,
         settings.tenants,
         check_birth_dates=settings.production,

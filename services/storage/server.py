@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from samhandling.storage.v1 import storage_pb2, storage_pb2_grpc
 
-from services.platform.database import create_engine, database_health_monitor, session_factory
+from services.platform.database import create_engine, database_health_monitor
 from services.platform.notifications import ChangeNotifier
 from services.platform.server import ServiceDefinition, max_message_bytes
 from services.platform.settings import Settings
@@ -21,7 +21,7 @@ def build(settings: Settings, database_url: str) -> ServiceDefinition:
     engine = create_engine(database_url, pool_size=settings.database_pool_size)
     notifier = ChangeNotifier(engine, CHANGES_CHANNEL)
     servicer = StorageServicer(
-        PostgresRecordStore(session_factory(engine)),
+        PostgresRecordStore(engine),
         notifier,
         RecordValidator(check_birth_dates=settings.production, max_payload_bytes=settings.max_payload_bytes),
         page_byte_budget=max_message_bytes(settings.max_payload_bytes) - PAGE_OVERHEAD_BYTES,

@@ -82,6 +82,11 @@ class Config:
     patients: int
     output: Path
     keep: bool
+    # Scenario names to run (for profiling one path); empty: all of them.
+    only: frozenset[str] = frozenset()
+
+    def wants(self, name: str) -> bool:
+        return not self.only or name in self.only or (name == self.large_name and "overview_large" in self.only)
 
     @property
     def large_name(self) -> str:
@@ -334,6 +339,8 @@ def run_driver(
     """Runs one scenario in a driver process; records its figures and which processes kept the cores
     busy meanwhile (CPU seconds per wall second over warm-up and measurement)."""
     config = run.config
+    if not config.wants(name):
+        return
     spec = {
         "name": name,
         "concurrency": CONCURRENCY,
@@ -512,6 +519,8 @@ def benchmark(run: Run, mesh: Mesh, work: Path, machine: dict[str, Any]) -> None
         run, "overview_1k", {"kind": "overview", "target": mesh.target("overview"), "patients": small}, work, mesh
     )
 
+    if not (config.wants(config.large_name) or config.wants("count")):
+        return
     if config.large_n > SMALL_FILL:
         rest = all_patients[SMALL_FILL : config.large_n]
         run.say(f"filling {len(rest):,} more patients (bulk SQL) to N = {config.large_n:,}")
@@ -648,6 +657,7 @@ def parse(argv: list[str] | None) -> Config:
     parser.add_argument("--patients", type=int, default=TOKENS_PER_SCENARIO, help="patients (tokens) per scenario")
     parser.add_argument("--output", type=Path, default=Path(RESULTS_FILE), help="results file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
+    parser.add_argument("--only", default="", help="comma-separated scenarios to run, e.g. record,overview_1k")
     args = parser.parse_args(argv)
     large = args.large or (QUICK_LARGE_FILL if args.quick else FULL_LARGE_FILL)
     return Config(
@@ -658,6 +668,7 @@ def parse(argv: list[str] | None) -> Config:
         patients=args.patients,
         output=args.output.resolve(),
         keep=args.keep,
+        only=frozenset(name for name in args.only.split(",") if name),
     )
 
 
