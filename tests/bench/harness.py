@@ -65,12 +65,18 @@ SCENARIO_ORDER = (
     "authorize",
     "pg_floor",
     "record",
+    "record_hops_floor",
+    "overview_hops_floor",
     "overview_1k",
     "overview_100k",
     "overview_large",
     "count",
 )
 FIGURES = ("rps", "p50_ms", "p95_ms", "p99_ms", "errors")
+# Call shapes on echo servers (see echo_servers): a record is the vendor's call to news2, which calls
+# access once and storage twice; an overview is the vendor's call to overview, which calls access and
+# storage once each.
+HOP_SHAPES = {"record_hops_floor": [[1, 2, 2], [], []], "overview_hops_floor": [[1, 2], [], []]}
 
 
 @dataclass
@@ -479,6 +485,32 @@ def token_pairs(mesh: Mesh, organisation: str, patients: list[str]) -> list[list
     return [[patient, mesh.token(organisation, patient)] for patient in patients]
 
 
+@dataclass
+class EchoServer:
+    target: str
+    process: subprocess.Popen[bytes]
+
+
+@contextmanager
+def echo_servers(work: Path, shape: list[list[int]]) -> Iterator[list[EchoServer]]:
+    """Echo servers, each in its own process; server i forwards each call to the servers listed in
+    shape[i], in turn (indexes of later servers)."""
+    ports = [free_port() for _ in shape]
+    servers: list[EchoServer] = []
+    try:
+        for index in reversed(range(len(shape))):
+            log = work / f"echo{index}.log"
+            forward = [arg for peer in shape[index] for arg in ("--forward", f"127.0.0.1:{ports[peer]}")]
+            command = [sys.executable, "-m", "tests.bench.echo_server", "--port", str(ports[index]), *forward]
+            server = EchoServer(f"127.0.0.1:{ports[index]}", spawn(command, log))
+            servers.insert(0, server)
+            wait_serving({f"echo{index}": server.target}, server.process, log, 30)
+        yield servers
+    finally:
+        for server in servers:
+            stop(server.process, 10)
+
+
 def benchmark(run: Run, mesh: Mesh, work: Path, machine: dict[str, Any]) -> None:
     config = run.config
     machine["postgres"], machine["postgres_settings"] = asyncio.run(server_version(mesh))
@@ -489,15 +521,9 @@ def benchmark(run: Run, mesh: Mesh, work: Path, machine: dict[str, Any]) -> None
     run.say(f"minted {len(bodo):,} tokens (one per patient, Bodø)")
 
     # The floor of any unary RPC: the same driver against a trivial echo server, in its own process.
-    echo_port = free_port()
-    echo_log = work / "echo.log"
-    echo = spawn([sys.executable, "-m", "tests.bench.echo_server", "--port", str(echo_port)], echo_log)
-    try:
-        wait_serving({"echo": f"127.0.0.1:{echo_port}"}, echo, echo_log, 30)
-        floor = {"kind": "grpc_floor", "target": f"127.0.0.1:{echo_port}", "patients": bodo}
-        run_driver(run, "grpc_floor", floor, work, mesh, {"echo": echo.pid})
-    finally:
-        stop(echo, 10)
+    with echo_servers(work, [[]]) as (echo,):
+        floor = {"kind": "grpc_floor", "target": echo.target, "patients": bodo}
+        run_driver(run, "grpc_floor", floor, work, mesh, {"echo": echo.process.pid})
 
     run_driver(run, "score", {"kind": "score", "target": mesh.target("news2"), "patients": bodo}, work, mesh)
     run_driver(run, "authorize", {"kind": "authorize", "target": mesh.target("access"), "patients": bodo}, work, mesh)
@@ -506,6 +532,13 @@ def benchmark(run: Run, mesh: Mesh, work: Path, machine: dict[str, Any]) -> None
     run.say(f"record probe stored {len(row['payload_hex']) // 2} payload bytes: the pg_floor row is the same")
     run_driver(run, "pg_floor", {"kind": "pg_floor", "dsn": mesh.database.admin_url, "row": row}, work, mesh)
     run_driver(run, "record", {"kind": "record", "target": mesh.target("news2"), "patients": bodo}, work, mesh)
+    # The call shapes of the mesh on echo servers: what the hops alone cost, with no work in them.
+    for name, shape in HOP_SHAPES.items():
+        if config.wants(name):
+            with echo_servers(work, shape) as servers:
+                floor = {"kind": "grpc_floor", "target": servers[0].target, "patients": bodo}
+                pids = {f"echo{index}": server.process.pid for index, server in enumerate(servers)}
+                run_driver(run, name, floor, work, mesh, pids)
 
     today = oslo_today()
     all_patients = fill.person_numbers(max(config.large_n, SMALL_FILL))
@@ -554,16 +587,19 @@ def report(run: Run, machine: dict[str, Any]) -> dict[str, Any]:
         "score_over_grpc_floor": ratio(get("score", "rps"), get("grpc_floor", "rps")),
         "record_over_pg_floor": ratio(get("record", "rps"), get("pg_floor", "rps")),
         "overview_p99_100k_over_1k": ratio(get(config.large_name, "p99_ms"), get("overview_1k", "p99_ms")),
+        # Not targets: how much of the bare call shape (the same hops on echo servers) is left.
+        "record_over_hops_floor": ratio(get("record", "rps"), get("record_hops_floor", "rps")),
+        "overview_over_hops_floor": ratio(get("overview_1k", "rps"), get("overview_hops_floor", "rps")),
     }
     names = [name for name in SCENARIO_ORDER if name in results]
     print()
-    header = f"{'scenario':<16}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'errors':>8}"
+    header = f"{'scenario':<20}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'errors':>8}"
     print(header)
     print("-" * len(header))
     for name in names:
         figures = results[name]
         print(
-            f"{name:<16}{figures['rps']:>10.1f}{fmt(figures['p50_ms']):>10}{fmt(figures['p95_ms']):>10}"
+            f"{name:<20}{figures['rps']:>10.1f}{fmt(figures['p50_ms']):>10}{fmt(figures['p95_ms']):>10}"
             f"{fmt(figures['p99_ms']):>10}{figures['errors']:>8}"
         )
     print("-" * len(header))
@@ -572,6 +608,8 @@ def report(run: Run, machine: dict[str, Any]) -> dict[str, Any]:
         "score / grpc_floor (req/s)": ratios["score_over_grpc_floor"],
         "record / pg_floor (req/s)": ratios["record_over_pg_floor"],
         f"overview p99 {large_label} / p99 1k": ratios["overview_p99_100k_over_1k"],
+        "record / record_hops_floor (req/s)": ratios["record_over_hops_floor"],
+        "overview_1k / overview_hops_floor (req/s)": ratios["overview_over_hops_floor"],
     }
     for label, value in lines.items():
         print(f"{label:<44}{fmt(value, 3):>8}")
