@@ -7,6 +7,7 @@ import logging
 
 from services.platform.database import create_engine, role_bypasses_row_security
 from services.platform.dev_tokens import ensure_dev_keys
+from services.platform.rate_limits import ServerLimits
 from services.platform.server import ServiceDefinition, serve_until_terminated, start_server
 from services.platform.settings import Settings
 from services.platform.telemetry import configure_telemetry
@@ -97,6 +98,7 @@ async def run_service(name: str, settings: Settings, database_url: str | None, p
             port=settings.ports[name] if port is None else port,
             max_payload_bytes=settings.max_payload_bytes,
             grace_seconds=settings.shutdown_grace_seconds,
+            limits=ServerLimits.from_settings(settings),
         )
         print(f"{name} serving on {settings.bind_host}:{running.port}", flush=True)
         await serve_until_terminated(running)

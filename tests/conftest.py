@@ -14,6 +14,7 @@ from samhandling.storage.v1 import storage_pb2_grpc
 from services.catalog import build_service, build_verifier, migrate_database
 from services.platform.dev_tokens import DevTokenRequest, mint_dev_token
 from services.platform.embedded_database import EmbeddedPostgres
+from services.platform.rate_limits import ServerLimits
 from services.platform.server import RunningServer, start_server
 from services.platform.settings import Settings
 from tests.support import BAERUM, BODO
@@ -69,6 +70,7 @@ async def start_service(name: str, settings: Settings, database_url: str | None 
         port=0,
         max_payload_bytes=settings.max_payload_bytes,
         grace_seconds=settings.shutdown_grace_seconds,
+        limits=ServerLimits.from_settings(settings),
     )
 
 

@@ -89,17 +89,20 @@ def open_channel(
     idempotent_methods: Iterable[tuple[str, str]] = (),
     timeout_seconds: float = 5.0,
     stream_timeout_seconds: float | None = None,
+    own_connection: bool = False,
 ) -> aio.Channel:
     """A channel whose unary calls always carry a deadline (`timeout_seconds` unless the call sets
     one). Streams are long-lived by nature: they get `stream_timeout_seconds` if given, else none
     (the caller cancels them). The tracing interceptors come first, so the client span covers the
-    whole call and its `traceparent` names that span."""
+    whole call and its `traceparent` names that span. `own_connection`: the channel never shares its
+    connection with another channel (gRPC shares them between channels to the same target)."""
     return aio.insecure_channel(
         target if "://" in target or target.startswith("dns:") else f"dns:///{target}",
         options=[
             ("grpc.service_config", service_config(idempotent_methods)),
             ("grpc.enable_retries", 1),
             ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.use_local_subchannel_pool", int(own_connection)),
         ],
         interceptors=[
             *client_tracing_interceptors(),

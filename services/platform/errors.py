@@ -67,7 +67,23 @@ class FailedPrecondition(ReasonedError):
 
 
 class ResourceExhausted(ReasonedError):
-    """A limit was reached (a rate, a quota); retrying later may help."""
+    """A limit was reached (a rate, a quota); retrying later may help, after `retry_after_seconds` if
+    given (google.rpc.RetryInfo)."""
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        metadata: dict[str, str] | None = None,
+        *,
+        retry_after_seconds: float | None = None,
+    ) -> None:
+        super().__init__(reason, message, metadata)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class DeadlineExceeded(DomainError):
+    """The call ran out of time (the caller's deadline or the server's own limit); its work was abandoned."""
 
 
 class Unavailable(DomainError):

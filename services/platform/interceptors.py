@@ -1,5 +1,5 @@
-"""Server interceptors: tracing, RPC metrics, request ids, authentication, and domain errors → rich
-gRPC statuses.
+"""Server interceptors: tracing, RPC metrics, request ids, domain errors → rich gRPC statuses, the
+server's own deadline, authentication, and per-client limits (call rate, open streams).
 
 Each wraps the method handler so that it runs in the handler's own task, where the contextvars it
 sets are visible to the servicer."""
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -20,8 +21,10 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import Status, StatusCode
 
 from services.platform import request_context, status, telemetry
-from services.platform.errors import DomainError, Unauthenticated
+from services.platform.errors import DeadlineExceeded, DomainError, ResourceExhausted, Unauthenticated
 from services.platform.logs import describe_error
+from services.platform.principal import Principal
+from services.platform.rate_limits import RateLimiter, ServerLimits, StreamCounter
 from services.platform.tokens import TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -152,6 +155,42 @@ class AuthenticationInterceptor(_WrappingInterceptor):
         request_context.bearer_token.set(token.strip())
 
 
+class DeadlineInterceptor(_WrappingInterceptor):
+    """Bounds the server's work on every unary call: by the caller's deadline, and by
+    `max_call_seconds` even when the caller sent none or a far one. When time is up the handler is
+    cancelled — its peer calls end, an open database transaction rolls back — and the call ends
+    DEADLINE_EXCEEDED. Peer calls made meanwhile end by the same time (`request_context.deadline`).
+    Server-streaming calls are long-lived by design and keep only the caller's deadline."""
+
+    def __init__(self, max_call_seconds: float) -> None:
+        self.max_call_seconds = max_call_seconds
+
+    def decorate(self, behaviour: Behaviour, streaming: bool, details: grpc.HandlerCallDetails) -> Behaviour:
+        if streaming:
+            return behaviour
+        limit = self.max_call_seconds
+
+        async def unary(request: Any, context: aio.ServicerContext) -> Any:
+            remaining = context.time_remaining()
+            server_limit_first = remaining is None or remaining > limit
+            budget = limit if server_limit_first else max(remaining, 0.0)
+            ends = time.monotonic() + budget
+            earlier = request_context.deadline.get()
+            request_context.deadline.set(ends if earlier is None else min(earlier, ends))
+            scope = asyncio.timeout(budget)
+            try:
+                async with scope:
+                    return await behaviour(request, context)
+            except TimeoutError:
+                if not scope.expired():
+                    raise  # the handler's own, not ours: an unexpected error
+                if server_limit_first:
+                    raise DeadlineExceeded(f"the call took longer than the server's limit of {limit:g} s") from None
+                raise DeadlineExceeded("the call's deadline passed") from None
+
+        return unary
+
+
 class ErrorMappingInterceptor(_WrappingInterceptor):
     """Turns domain errors into statuses with details; anything unexpected into INTERNAL without leaking."""
 
@@ -187,6 +226,86 @@ class ErrorMappingInterceptor(_WrappingInterceptor):
                 await fail(context, error)
 
         return unary
+
+
+RATE_LIMITED = "RATE_LIMITED"
+TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
+# A client over its stream limit has streams it has forgotten about, or more watchers than it needs:
+# retrying at once will not help.
+STREAM_RETRY_SECONDS = 5.0
+
+
+class ClientLimitsInterceptor(_WrappingInterceptor):
+    """Per-client limits, after authentication (the client is the verified token's tenant and
+    client_id): a token bucket for the call rate, and a cap on open server-streaming calls (Watch*).
+    Over either limit the call is RESOURCE_EXHAUSTED with an ErrorInfo reason and a RetryInfo.
+    Health and reflection are never limited. Peers forward the caller's token, so each service limits
+    the same client on its own."""
+
+    def __init__(self, limits: ServerLimits, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rates = (
+            RateLimiter(limits.rate_limit_per_second, limits.rate_limit_burst, clock=clock)
+            if limits.rate_limit_per_second > 0
+            else None
+        )
+        self.streams = StreamCounter(limits.max_streams_per_client) if limits.max_streams_per_client > 0 else None
+
+    async def intercept_service(self, continuation, handler_call_details):
+        if handler_call_details.method.startswith(UNAUTHENTICATED_PREFIXES):
+            return await continuation(handler_call_details)
+        return await super().intercept_service(continuation, handler_call_details)
+
+    def decorate(self, behaviour: Behaviour, streaming: bool, details: grpc.HandlerCallDetails) -> Behaviour:
+        admit, streams = self._admit, self.streams
+        if self.rates is None and (streams is None or not streaming):
+            return behaviour
+
+        if streaming:
+
+            async def stream(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+                key = admit()
+                if streams is not None and not streams.open(key):
+                    raise ResourceExhausted(
+                        TOO_MANY_STREAMS,
+                        f"this client already has {streams.limit} streams open on this service; close one first",
+                        {"limit": str(streams.limit)},
+                        retry_after_seconds=STREAM_RETRY_SECONDS,
+                    )
+                try:
+                    async for response in _responses(behaviour, request, context):
+                        yield response
+                finally:
+                    if streams is not None:
+                        streams.close(key)
+
+            return stream
+
+        async def unary(request: Any, context: aio.ServicerContext) -> Any:
+            admit()
+            return await behaviour(request, context)
+
+        return unary
+
+    def _admit(self) -> tuple[str, str]:
+        """The calling client, once the rate limit lets its call through."""
+        key = _client(request_context.current_principal())
+        if self.rates is not None:
+            wait = self.rates.acquire(key)
+            if wait > 0:
+                retry_ms = max(1, math.ceil(wait * 1000))
+                raise ResourceExhausted(
+                    RATE_LIMITED,
+                    f"too many calls from this client: at most {self.rates.rate:g} per second "
+                    f"(bursts of {self.rates.burst:g}); retry in {retry_ms} ms",
+                    {status.RETRY_AFTER_MS: str(retry_ms)},
+                    retry_after_seconds=retry_ms / 1000,
+                )
+        return key
+
+
+def _client(caller: Principal) -> tuple[str, str]:
+    """Tenant and client_id; an organisation outside the tenant table counts under its own number."""
+    return (caller.tenant or f"org:{caller.organisation_number}", caller.client_id)
 
 
 # Server span status: per the semantic conventions only these codes are the server's fault; the
@@ -282,17 +401,23 @@ def _final_code(context: aio.ServicerContext, outcome: BaseException | None) -> 
 def standard_interceptors(
     verifier: TokenVerifier,
     *,
+    limits: ServerLimits | None = None,
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
 ) -> list[aio.ServerInterceptor]:
     """Outermost first: the server span exists before anything else runs (so everything below logs
-    its trace id), then the metrics; the request id exists before anything can fail, and auth errors
-    are mapped. The providers default to the process's global ones (when those are the no-op ones,
+    its trace id), then the metrics; the request id exists before anything can fail, and every error
+    below is mapped — the server's deadline (which covers token verification too), authentication,
+    and the per-client limits, which need the verified caller. `limits` defaults to the settings'
+    defaults. The providers default to the process's global ones (when those are the no-op ones,
     the tracing interceptor is left out)."""
+    limits = limits or ServerLimits()
     return [
         *telemetry.server_tracing_interceptors(tracer_provider),
         RpcMetricsInterceptor(telemetry.rpc_meter(meter_provider)),
         RequestIdInterceptor(),
         ErrorMappingInterceptor(),
+        DeadlineInterceptor(limits.max_call_seconds),
         AuthenticationInterceptor(verifier),
+        ClientLimitsInterceptor(limits),
     ]

@@ -35,4 +35,11 @@ def connect_peers(settings: Settings) -> Peers:
         idempotent_methods=ACCESS_RETRYABLE_METHODS,
         timeout_seconds=settings.call_timeout_seconds,
     )
-    return Peers(StorageClient(storage), AccessClient(access), (storage, access))
+    # Long-lived Watch streams get a connection of their own: the server caps the streams of one
+    # connection, and a crowd of watchers must never make unary calls wait for a free stream.
+    storage_streams = open_channel(
+        settings.addresses["storage"], timeout_seconds=settings.call_timeout_seconds, own_connection=True
+    )
+    return Peers(
+        StorageClient(storage, streams=storage_streams), AccessClient(access), (storage, storage_streams, access)
+    )

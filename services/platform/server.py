@@ -1,6 +1,7 @@
 """The grpc.aio server every service runs: interceptors, the standard health service, reflection,
-and graceful shutdown (SIGTERM → health NOT_SERVING → in-flight calls finish within the grace
-period → exit 0)."""
+limits (message size, streams per connection, the server's own deadline, per-client rate and
+streams), and graceful shutdown (SIGTERM → health NOT_SERVING → in-flight calls finish within the
+grace period → exit 0)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.platform.interceptors import standard_interceptors
+from services.platform.rate_limits import ServerLimits
 from services.platform.tokens import TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -82,16 +84,27 @@ async def start_server(
     port: int,
     max_payload_bytes: int,
     grace_seconds: float,
+    limits: ServerLimits | None = None,
 ) -> RunningServer:
-    """Binds host:port (port 0 picks a free one, for tests) and starts serving."""
+    """Binds host:port (port 0 picks a free one, for tests) and starts serving. `limits` defaults to
+    the settings' defaults; pass `ServerLimits.from_settings(settings)` to apply the configured ones."""
     if definition.startup is not None:
         await definition.startup()
+    limits = limits or ServerLimits()
     max_message = max_message_bytes(max_payload_bytes)
     server = aio.server(
-        interceptors=standard_interceptors(verifier),
+        interceptors=standard_interceptors(verifier, limits=limits),
         options=[
+            # A larger message is refused by the transport (RESOURCE_EXHAUSTED) before any handler runs.
             ("grpc.max_receive_message_length", max_message),
             ("grpc.max_send_message_length", max_message),
+            # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: a client keeps at most this many calls open on
+            # one connection and queues the rest until one ends; a client that ignores it has the
+            # extra streams refused. gRPC's "overload protection" also counts streams that have ended
+            # but are not yet freed, and refuses new ones (UNAVAILABLE) even from a client that keeps
+            # to the limit; off, so a well-behaved client is held back, never failed.
+            ("grpc.max_concurrent_streams", limits.max_concurrent_streams),
+            ("grpc.http.overload_protection", 0),
             # Room for a large token, so that an oversized one is answered UNAUTHENTICATED by our own
             # check rather than dropped by the transport at its default 8 KiB soft limit.
             ("grpc.max_metadata_size", METADATA_SOFT_LIMIT),

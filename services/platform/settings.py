@@ -19,6 +19,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEV_TOKEN_ISSUER = "https://dev-token.samhandling.local"
 DEV_TOKEN_AUDIENCE = "samhandling"
 PREFIX = "SAMHANDLING_"
+# The largest value any of the limit settings accepts (a typo guard, not a recommendation).
+MAX_LIMIT = 1_000_000
 
 
 class SettingsError(Exception):
@@ -52,6 +54,23 @@ class Settings:
     log_level: str = "INFO"
     # The most services one SubmitServices call may carry.
     max_services_per_submission: int = 200
+    # Limits every service enforces (services.platform.server, services.platform.rate_limits).
+    # HTTP/2 streams one connection may have open at once; a well-behaved client queues the rest.
+    max_concurrent_streams: int = 100
+    # The longest the server works on one unary call, whatever deadline the caller sent (or none).
+    # Above the peer-call timeout, so a call that makes a few peer calls in turn can still finish.
+    max_call_seconds: float = 30.0
+    # Calls per second one client (tenant + the token's client_id) may make to one service process,
+    # and how many it may make at once after a quiet spell; a rate of 0 turns the limit off. A client
+    # is one vendor backend serving a whole municipality's clinicians; our estimate is tens of calls
+    # per second at a busy legevakt's peak and a few hundred when a backend resubmits its overviews in
+    # bulk. 500/s with a burst of 1000 is well above both (an order of magnitude above the peak), yet
+    # keeps a runaway loop from taking a cheap path (scoring: ~2700/s per process in `make bench`).
+    # A guard against runaway and hostile clients, not a fair share of the database.
+    rate_limit_per_second: float = 500.0
+    rate_limit_burst: int = 1000
+    # Long-lived streams (Watch*) one client may hold open on one service at once; 0 turns this off.
+    max_streams_per_client: int = 32
 
     @property
     def production(self) -> bool:
@@ -103,6 +122,13 @@ class _SettingsReader:
             max_services_per_submission=self._int(
                 "MAX_SERVICES_PER_SUBMISSION", defaults.max_services_per_submission, 1, 10_000
             ),
+            max_concurrent_streams=self._int("MAX_CONCURRENT_STREAMS", defaults.max_concurrent_streams, 1, MAX_LIMIT),
+            max_call_seconds=self._float("MAX_CALL_SECONDS", defaults.max_call_seconds),
+            rate_limit_per_second=self._float(
+                "RATE_LIMIT_PER_SECOND", defaults.rate_limit_per_second, zero_allowed=True, below=MAX_LIMIT
+            ),
+            rate_limit_burst=self._int("RATE_LIMIT_BURST", defaults.rate_limit_burst, 1, MAX_LIMIT),
+            max_streams_per_client=self._int("MAX_STREAMS_PER_CLIENT", defaults.max_streams_per_client, 0, MAX_LIMIT),
         )
         if production and settings.jwks and not settings.jwks.startswith("https://"):
             self.problems.append(f"{PREFIX}JWKS must be an https:// URL in production")
@@ -150,7 +176,8 @@ class _SettingsReader:
     def _port(self, name: str, default: int) -> int:
         return self._int(name, default, 0, 65535)
 
-    def _float(self, name: str, default: float) -> float:
+    def _float(self, name: str, default: float, *, zero_allowed: bool = False, below: float = 3600) -> float:
+        """Seconds by default: above 0 and below an hour. `zero_allowed` for a rate where 0 means off."""
         value = self._raw(name)
         if value is None:
             return default
@@ -158,8 +185,11 @@ class _SettingsReader:
             number = float(value)
         except ValueError:
             number = -1.0
-        if not 0 < number < 3600:
-            self.problems.append(f"{PREFIX}{name}={value!r} must be a number of seconds above 0")
+        if not (0 <= number if zero_allowed else 0 < number) or not number < below:  # also rejects nan
+            if zero_allowed:
+                self.problems.append(f"{PREFIX}{name}={value!r} must be a number from 0 up to {below:g}")
+            else:
+                self.problems.append(f"{PREFIX}{name}={value!r} must be a number of seconds above 0")
             return default
         return number
 

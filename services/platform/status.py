@@ -1,11 +1,12 @@
-"""Domain error → gRPC status with google.rpc details (BadRequest, ErrorInfo, PreconditionFailure)."""
+"""Domain error → gRPC status with google.rpc details (BadRequest, ErrorInfo, PreconditionFailure,
+RetryInfo)."""
 
 from __future__ import annotations
 
 import collections
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -22,7 +23,13 @@ _CODES: list[tuple[type[errors.DomainError], int]] = [
     (errors.FailedPrecondition, code_pb2.FAILED_PRECONDITION),
     (errors.ResourceExhausted, code_pb2.RESOURCE_EXHAUSTED),
     (errors.Unavailable, code_pb2.UNAVAILABLE),
+    (errors.DeadlineExceeded, code_pb2.DEADLINE_EXCEEDED),
 ]
+# When a ResourceExhausted carries no delay of its own (e.g. relayed from a peer, which keeps only the
+# ErrorInfo), the delay in its ErrorInfo metadata, so the RetryInfo survives the hop.
+RETRY_AFTER_MS = "retry_after_ms"
+# gRPC's server pushback (gRFC A6): a client retry policy waits this long before its next attempt.
+RETRY_PUSHBACK_HEADER = "grpc-retry-pushback-ms"
 
 
 def status_for(error: errors.DomainError) -> grpc.Status:
@@ -32,7 +39,26 @@ def status_for(error: errors.DomainError) -> grpc.Status:
         packed = any_pb2.Any()
         packed.Pack(detail)
         status.details.append(packed)
-    return rpc_status.to_status(status)
+    converted = rpc_status.to_status(status)
+    delay = retry_delay_seconds(error)
+    if isinstance(error, errors.ResourceExhausted) and delay is not None:
+        pushback = ((RETRY_PUSHBACK_HEADER, str(max(1, round(delay * 1000)))),)
+        return _Status(converted.code, converted.details, (*converted.trailing_metadata, *pushback))
+    return converted
+
+
+def retry_delay_seconds(error: errors.DomainError) -> float | None:
+    """How long the caller should wait before trying again, when the error says."""
+    if isinstance(error, errors.Unavailable):
+        return 1.0
+    if not isinstance(error, errors.ResourceExhausted):
+        return None
+    if error.retry_after_seconds is not None:
+        return max(error.retry_after_seconds, 0.0)
+    try:
+        return max(int(error.metadata[RETRY_AFTER_MS]), 0) / 1000
+    except (KeyError, ValueError):
+        return None
 
 
 def internal_status(request_id: str) -> grpc.Status:
@@ -73,6 +99,9 @@ def _details(error: errors.DomainError) -> list:
                 ]
             )
         )
-    if isinstance(error, errors.Unavailable):
-        details.append(error_details_pb2.RetryInfo(retry_delay={"seconds": 1}))
+    delay = retry_delay_seconds(error)
+    if delay is not None:
+        retry_delay = duration_pb2.Duration()
+        retry_delay.FromNanoseconds(round(delay * 1e9))
+        details.append(error_details_pb2.RetryInfo(retry_delay=retry_delay))
     return details

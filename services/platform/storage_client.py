@@ -36,8 +36,10 @@ class PutResult:
 
 
 class StorageClient:
-    def __init__(self, channel: aio.Channel) -> None:
+    def __init__(self, channel: aio.Channel, *, streams: aio.Channel | None = None) -> None:
+        """`streams`: where Watch streams go (default: `channel`)."""
         self.stub = storage_pb2_grpc.StorageServiceStub(channel)
+        self.streams = storage_pb2_grpc.StorageServiceStub(streams) if streams is not None else self.stub
 
     async def put(
         self, tenant: str, patient_id: str, kind: str, key: str, data: bytes, content_type: str, idempotency_key: str
@@ -105,7 +107,7 @@ class StorageClient:
         return [_record(record) for record in response.records], response.next_page_token
 
     async def watch(self, tenant: str, after: int, kinds: list[str]) -> AsyncIterator[StoredRecord]:
-        call = self.stub.Watch(storage_pb2.WatchRequest(tenant=tenant, from_sequence=after, kinds=kinds))
+        call = self.streams.Watch(storage_pb2.WatchRequest(tenant=tenant, from_sequence=after, kinds=kinds))
         try:
             async for response in call:
                 yield _record(response.record)

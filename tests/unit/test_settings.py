@@ -47,6 +47,11 @@ def test_defaults_when_nothing_is_set() -> None:
     assert settings.shutdown_grace_seconds == 10.0
     assert settings.database_check_interval_seconds == 2.0
     assert settings.log_level == "INFO"
+    assert settings.max_concurrent_streams == 100
+    assert settings.max_call_seconds == 30.0
+    assert settings.rate_limit_per_second == 500.0
+    assert settings.rate_limit_burst == 1000
+    assert settings.max_streams_per_client == 32
 
 
 def test_from_env_defaults_equal_the_dataclass_defaults() -> None:
@@ -83,6 +88,17 @@ def test_unrelated_variables_are_ignored() -> None:
         ("DATABASE_CHECK_INTERVAL_SECONDS", "0.5", "database_check_interval_seconds", 0.5),
         ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
         ("LOG_LEVEL", "Warning", "log_level", "WARNING"),
+        ("MAX_CONCURRENT_STREAMS", "1", "max_concurrent_streams", 1),
+        ("MAX_CONCURRENT_STREAMS", "250", "max_concurrent_streams", 250),
+        ("MAX_CALL_SECONDS", "0.5", "max_call_seconds", 0.5),
+        ("MAX_CALL_SECONDS", "120", "max_call_seconds", 120.0),
+        ("RATE_LIMIT_PER_SECOND", "0", "rate_limit_per_second", 0.0),
+        ("RATE_LIMIT_PER_SECOND", "0.5", "rate_limit_per_second", 0.5),
+        ("RATE_LIMIT_PER_SECOND", "5000", "rate_limit_per_second", 5000.0),
+        ("RATE_LIMIT_BURST", "1", "rate_limit_burst", 1),
+        ("RATE_LIMIT_BURST", "20000", "rate_limit_burst", 20000),
+        ("MAX_STREAMS_PER_CLIENT", "0", "max_streams_per_client", 0),
+        ("MAX_STREAMS_PER_CLIENT", "4", "max_streams_per_client", 4),
     ],
 )
 def test_variable_is_parsed(variable: str, value: str, attribute: str, expected: object) -> None:
@@ -132,6 +148,17 @@ def test_blank_value_counts_as_unset(blank: str) -> None:
         ("SHUTDOWN_GRACE_SECONDS", "inf", "SAMHANDLING_SHUTDOWN_GRACE_SECONDS='inf' must be a number"),
         ("SHUTDOWN_GRACE_SECONDS", "3600", "SAMHANDLING_SHUTDOWN_GRACE_SECONDS='3600' must be a number"),
         ("DATABASE_CHECK_INTERVAL_SECONDS", "x", "SAMHANDLING_DATABASE_CHECK_INTERVAL_SECONDS='x' must be"),
+        ("MAX_CONCURRENT_STREAMS", "0", "SAMHANDLING_MAX_CONCURRENT_STREAMS=0 must be between 1 and 1000000"),
+        ("MAX_CONCURRENT_STREAMS", "many", "SAMHANDLING_MAX_CONCURRENT_STREAMS='many' must be a whole number"),
+        ("MAX_CALL_SECONDS", "0", "SAMHANDLING_MAX_CALL_SECONDS='0' must be a number of seconds above 0"),
+        ("MAX_CALL_SECONDS", "30s", "SAMHANDLING_MAX_CALL_SECONDS='30s' must be a number of seconds above 0"),
+        ("RATE_LIMIT_PER_SECOND", "-1", "SAMHANDLING_RATE_LIMIT_PER_SECOND='-1' must be a number from 0 up to"),
+        ("RATE_LIMIT_PER_SECOND", "nan", "SAMHANDLING_RATE_LIMIT_PER_SECOND='nan' must be a number from 0"),
+        ("RATE_LIMIT_PER_SECOND", "inf", "SAMHANDLING_RATE_LIMIT_PER_SECOND='inf' must be a number from 0"),
+        ("RATE_LIMIT_PER_SECOND", "500/s", "SAMHANDLING_RATE_LIMIT_PER_SECOND='500/s' must be a number"),
+        ("RATE_LIMIT_BURST", "0", "SAMHANDLING_RATE_LIMIT_BURST=0 must be between 1 and 1000000"),
+        ("RATE_LIMIT_BURST", "1.5", "SAMHANDLING_RATE_LIMIT_BURST='1.5' must be a whole number"),
+        ("MAX_STREAMS_PER_CLIENT", "-1", "SAMHANDLING_MAX_STREAMS_PER_CLIENT=-1 must be between 0 and 1000000"),
     ],
 )
 def test_bad_value_is_reported(variable: str, value: str, problem: str) -> None:

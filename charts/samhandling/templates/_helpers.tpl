@@ -183,6 +183,16 @@ The environment every samhandling process reads (services and the migration Job)
   value: {{ $config.databaseCheckIntervalSeconds | toString | quote }}
 - name: SAMHANDLING_MAX_SERVICES_PER_SUBMISSION
   value: {{ $config.maxServicesPerSubmission | int64 | quote }}
+- name: SAMHANDLING_MAX_CONCURRENT_STREAMS
+  value: {{ $config.maxConcurrentStreams | int64 | quote }}
+- name: SAMHANDLING_MAX_CALL_SECONDS
+  value: {{ $config.maxCallSeconds | toString | quote }}
+- name: SAMHANDLING_RATE_LIMIT_PER_SECOND
+  value: {{ $config.rateLimitPerSecond | toString | quote }}
+- name: SAMHANDLING_RATE_LIMIT_BURST
+  value: {{ $config.rateLimitBurst | int64 | quote }}
+- name: SAMHANDLING_MAX_STREAMS_PER_CLIENT
+  value: {{ $config.maxStreamsPerClient | int64 | quote }}
 {{- range $peer, $peerService := $values.services }}
 - name: SAMHANDLING_{{ upper $peer }}_PORT
   value: {{ $peerService.port | int64 | quote }}
