@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test proto proto-check lint clean bench
+.PHONY: run test proto proto-check lint clean bench soak chaos
 
 run: $(INSTALLED)  ## start the database and all four services on loopback
 	$(BIN)/samhandling up
@@ -15,6 +15,12 @@ test: $(INSTALLED_DEV)  ## run the whole test suite (unit, contract, end to end)
 
 bench: $(INSTALLED_DEV)  ## the mesh against its floor (issue 7): table + bench-results.json; QUICK=1 for a short run
 	$(BIN)/python -m tests.bench $(if $(filter 1 yes true,$(QUICK)),--quick) $(BENCH_ARGS)
+
+chaos: $(INSTALLED_DEV)  ## only the fault tests (issue 8; also part of `make test`): kills, database restart, slow database under load
+	$(BIN)/python -m pytest tests/faults $(PYTEST_ARGS)
+
+soak: $(INSTALLED_DEV)  ## the mesh under mixed load for SOAK_SECONDS (default 600; issue 8): RSS, fds, connections, errors; not in CI
+	$(BIN)/python -m tests.soak --seconds $(or $(SOAK_SECONDS),600) $(SOAK_ARGS)
 
 proto: $(INSTALLED_DEV)  ## regenerate the Python code for protos/
 	$(BIN)/python -m services.codegen
