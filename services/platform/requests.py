@@ -45,6 +45,18 @@ def check_idempotency_key(value: str, violations: list[FieldViolation], *, field
         )
 
 
+# The range of google.protobuf.Timestamp: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+TIMESTAMP_MIN_SECONDS, TIMESTAMP_MAX_SECONDS = -62_135_596_800, 253_402_300_799
+
+
+def timestamp_problem(seconds: int, nanos: int) -> str | None:
+    """Why a google.protobuf.Timestamp (its seconds and nanos) is not a moment, or None when it is. The
+    wire allows any int64 and int32; converting an out-of-range one to a datetime raises."""
+    if not 0 <= nanos < 1_000_000_000 or not TIMESTAMP_MIN_SECONDS <= seconds <= TIMESTAMP_MAX_SECONDS:
+        return "is not a valid timestamp (0001-01-01 to 9999-12-31, nanos 0 to 999999999)"
+    return None
+
+
 def feed_request(request) -> tuple[Principal, str]:
     """The caller and tenant of a request to follow a feed (`tenant`, `from_sequence`), validated."""
     caller = current_principal()

@@ -14,6 +14,7 @@ from services.platform.errors import InvalidArgument
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+MAX_SEQUENCE = 2**63 - 1
 
 
 def timestamp(moment: datetime) -> Timestamp:
@@ -107,6 +108,7 @@ def decode_page_token(token: str) -> int | None:
     except (ValueError, UnicodeError):
         before = -1
         kind = ""
-    if kind != "before" or before < 1:
+    # Log sequences are int64 (BIGINT): a larger number cannot be one, nor be bound as a query parameter.
+    if kind != "before" or not 1 <= before <= MAX_SEQUENCE:
         raise InvalidArgument.single("page_token", "not a token from a previous response")
     return before

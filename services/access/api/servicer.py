@@ -103,6 +103,7 @@ class AccessServiceServicer(access_pb2_grpc.AccessServiceServicer):
 
     async def GetConsent(self, request: access_pb2.GetConsentRequest, context: aio.ServicerContext):
         caller, tenant = self._patient_request(request)
+        await self._refuse_other_tenant(caller, tenant, request.patient_id, Action.READ)
         require_consent_reader(caller, tenant, request.patient_id)
         objection, blocks = await self.store.consent(tenant, request.patient_id)
         return access_pb2.GetConsentResponse(
@@ -114,6 +115,7 @@ class AccessServiceServicer(access_pb2_grpc.AccessServiceServicer):
         caller, tenant = self._patient_request(request)
         size = mappers.page_size(request.page_size)
         before = mappers.decode_page_token(request.page_token)
+        await self._refuse_other_tenant(caller, tenant, request.patient_id, Action.READ)
         require_log_reader(caller, tenant, request.patient_id)
         entries = await self.store.patient_log(tenant, request.patient_id, before, size + 1)
         page, more = entries[:size], len(entries) > size
@@ -161,8 +163,22 @@ class AccessServiceServicer(access_pb2_grpc.AccessServiceServicer):
         raise_if_any(violations)
         return caller, tenant
 
+    async def _refuse_other_tenant(self, caller: Principal, tenant: str, patient_id: str, action: Action) -> None:
+        """A caller reaches only its own tenant (phase 1). An attempt at another collaboration area's patient
+        is decided and logged there, as Authorize does it, so that its privacy officer and the patient see
+        who tried; the answer is the same whether or not the area knows the patient."""
+        if caller.tenant is not None and caller.tenant == tenant:
+            return
+        if not self.tenants.organisations_of(tenant):
+            raise PermissionDenied(Reason.TENANT_MISMATCH, MESSAGES[Reason.TENANT_MISMATCH])
+        query = AccessQuery(caller, tenant, patient_id, DataKind.CONSENT, action)
+        decision, logged = await self.decisions.submit(tenant, query)
+        reason = decision.reason or Reason.TENANT_MISMATCH
+        raise PermissionDenied(reason, MESSAGES[reason], {"decision_id": logged.entry.entry_id})
+
     async def _change(self, request, change: ConsentChange, hpr_number: str | None = None):
         caller, tenant = self._patient_request(request)
+        await self._refuse_other_tenant(caller, tenant, request.patient_id, Action.WRITE)
         registration = registration_for(
             caller, tenant, request.patient_id, request.documented_request, change, datetime.now(UTC)
         )

@@ -13,6 +13,7 @@ from services.overview.domain.compilation import OverviewEntry, SourceRef
 from services.overview.domain.services import Contact, MunicipalService, Unit
 from services.overview.domain.submission import SubmissionLimits, SubmittedService, read_submission
 from services.platform.errors import FieldViolation, InvalidArgument
+from services.platform.requests import timestamp_problem
 
 # The submission reader names flattened fields; the contract nests them.
 _FIELD_PATHS = {
@@ -31,10 +32,21 @@ def submitted_services(
     messages: Sequence[overview_pb2.MunicipalService], catalog: ServiceTypeCatalog, limits: SubmissionLimits
 ) -> tuple[MunicipalService, ...]:
     """The request's services, validated and normalised; InvalidArgument names contract field paths."""
+    # A timestamp out of its range cannot become a datetime: reported here, where the message is. (A list
+    # over the limit is rejected on its length alone.)
+    invalid_visits = [
+        FieldViolation(f"services[{index}].next_planned_visit", problem)
+        for index, message in enumerate(messages if len(messages) <= limits.max_services else ())
+        if message.HasField("next_planned_visit")
+        and (problem := timestamp_problem(message.next_planned_visit.seconds, message.next_planned_visit.nanos))
+    ]
     try:
-        return read_submission([_submitted(message) for message in messages], catalog, limits)
+        services = read_submission([_submitted(message) for message in messages], catalog, limits)
     except InvalidArgument as error:
-        raise InvalidArgument([_contract_path(violation) for violation in error.violations]) from None
+        raise InvalidArgument([*invalid_visits, *map(_contract_path, error.violations)]) from None
+    if invalid_visits:
+        raise InvalidArgument(invalid_visits)
+    return services
 
 
 def _contract_path(violation: FieldViolation) -> FieldViolation:
@@ -65,7 +77,10 @@ def _submitted(message: overview_pb2.MunicipalService) -> SubmittedService:
         contact_role=contact.role,
         contact_phone=contact.phone,
         next_planned_visit=(
-            message.next_planned_visit.ToDatetime(tzinfo=UTC) if message.HasField("next_planned_visit") else None
+            message.next_planned_visit.ToDatetime(tzinfo=UTC)
+            if message.HasField("next_planned_visit")
+            and timestamp_problem(message.next_planned_visit.seconds, message.next_planned_visit.nanos) is None
+            else None
         ),
         coordinator_name=coordinator.name,
         coordinator_phone=coordinator.phone,
