@@ -82,6 +82,23 @@ class ResourceExhausted(ReasonedError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class DataLoss(ReasonedError):
+    """Stored data cannot be read: it was not written by this service, or is damaged. Retrying will not
+    help; the operator must look at the record named in the metadata."""
+
+
+# The decoding errors of a stored payload that is not what the reading service wrote.
+UNREADABLE_PAYLOAD = (ValueError, KeyError, TypeError, AttributeError, ArithmeticError)
+
+
+def unreadable_record(kind: str, version: int, sequence: int) -> DataLoss:
+    return DataLoss(
+        "UNREADABLE_RECORD",
+        f"a stored {kind} record cannot be read; it was not written by this service or is damaged",
+        {"kind": kind, "version": str(version), "sequence": str(sequence)},
+    )
+
+
 class DeadlineExceeded(DomainError):
     """The call ran out of time (the caller's deadline or the server's own limit); its work was abandoned."""
 

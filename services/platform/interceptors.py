@@ -16,12 +16,20 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc import aio
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Status, StatusCode
 
 from services.platform import request_context, status, telemetry
-from services.platform.errors import DeadlineExceeded, DomainError, ResourceExhausted, Unauthenticated
+from services.platform.errors import (
+    DeadlineExceeded,
+    DomainError,
+    FieldViolation,
+    InvalidArgument,
+    ResourceExhausted,
+    Unauthenticated,
+)
 from services.platform.logs import describe_error
 from services.platform.principal import Principal
 from services.platform.rate_limits import RateLimiter, ServerLimits, StreamCounter
@@ -398,6 +406,59 @@ def _final_code(context: aio.ServicerContext, outcome: BaseException | None) -> 
     return grpc.StatusCode.UNKNOWN
 
 
+class _Unparseable:
+    """Stands in for a request whose bytes do not parse as the method's request message."""
+
+
+UNPARSEABLE = _Unparseable()
+
+
+def _refuse_unparseable(request: Any) -> None:
+    if request is UNPARSEABLE:
+        raise InvalidArgument([FieldViolation("", "the request is not a valid message of this method's request type")])
+
+
+class MalformedRequestInterceptor(aio.ServerInterceptor):
+    """Bytes that do not parse as the request end INVALID_ARGUMENT, as any other bad request does (gRPC
+    itself would answer UNKNOWN, naming a Python exception). Innermost, so that an unauthenticated
+    caller is told that first; the parse error travels as a marker to where it can be raised."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        parse = handler.request_deserializer
+
+        def guarded(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except DecodeError:
+                return UNPARSEABLE
+
+        if handler.unary_unary is not None:
+            behaviour = handler.unary_unary
+
+            async def unary(request: Any, context: aio.ServicerContext) -> Any:
+                _refuse_unparseable(request)
+                return await behaviour(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary, request_deserializer=guarded, response_serializer=handler.response_serializer
+            )
+        if handler.unary_stream is not None:
+            streaming = handler.unary_stream
+
+            async def stream(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+                _refuse_unparseable(request)
+                async for response in _responses(streaming, request, context):
+                    yield response
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream, request_deserializer=guarded, response_serializer=handler.response_serializer
+            )
+        return handler
+
+
 def standard_interceptors(
     verifier: TokenVerifier,
     *,
@@ -420,4 +481,5 @@ def standard_interceptors(
         DeadlineInterceptor(limits.max_call_seconds),
         AuthenticationInterceptor(verifier),
         ClientLimitsInterceptor(limits),
+        MalformedRequestInterceptor(),
     ]

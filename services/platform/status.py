@@ -24,6 +24,7 @@ _CODES: list[tuple[type[errors.DomainError], int]] = [
     (errors.ResourceExhausted, code_pb2.RESOURCE_EXHAUSTED),
     (errors.Unavailable, code_pb2.UNAVAILABLE),
     (errors.DeadlineExceeded, code_pb2.DEADLINE_EXCEEDED),
+    (errors.DataLoss, code_pb2.DATA_LOSS),
 ]
 # When a ResourceExhausted carries no delay of its own (e.g. relayed from a peer, which keeps only the
 # ErrorInfo), the delay in its ErrorInfo metadata, so the RetryInfo survives the hop.

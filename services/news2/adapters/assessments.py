@@ -31,7 +31,7 @@ from services.news2.domain.scoring import (
     VitalSigns,
 )
 from services.news2.domain.trend import AlertReason, RiskChange, Trend
-from services.platform.errors import FailedPrecondition, NotFound
+from services.platform.errors import UNREADABLE_PAYLOAD, DataLoss, FailedPrecondition, NotFound, unreadable_record
 from services.platform.principal import Principal
 from services.platform.requests import scoped_idempotency_key
 from services.platform.storage_client import StorageClient, StoredRecord
@@ -121,11 +121,19 @@ class Assessments:
         return [assessment_from(record) for record in records], token
 
     async def previous_complete(self, tenant: str, patient_id: str, measured_at: datetime) -> Assessment | None:
-        """The newest complete assessment measured strictly before `measured_at`."""
+        """The newest complete, readable assessment measured strictly before `measured_at`. A record
+        that cannot be read is logged and passed over: it must never stop new measurements."""
         token = ""
         while True:
-            page, token = await self.page(tenant, patient_id, LOOKBACK_PAGE_SIZE, token)
-            for assessment in page:
+            records, token = await self.storage.page(
+                tenant, patient_id, KIND, page_size=LOOKBACK_PAGE_SIZE, page_token=token, descending=True
+            )
+            for record in records:
+                try:
+                    assessment = assessment_from(record)
+                except DataLoss:
+                    log.error("unreadable assessment at sequence %d passed over in the look-back", record.sequence)
+                    continue
                 if assessment.complete and assessment.measured_at < measured_at:
                     return assessment
             if not token:
@@ -143,8 +151,8 @@ class Assessments:
             async for record in records:
                 try:
                     assessment = assessment_from(record)
-                except (ValueError, KeyError, TypeError) as error:
-                    log.error("unreadable assessment at sequence %d skipped: %s", record.sequence, type(error).__name__)
+                except DataLoss:
+                    log.error("unreadable assessment at sequence %d skipped", record.sequence)
                     continue
                 yield assessment
         finally:
@@ -155,6 +163,14 @@ class Assessments:
 
 
 def assessment_from(record: StoredRecord) -> Assessment:
+    """Raises DataLoss when the record holds something this service did not write."""
+    try:
+        return _decoded(record)
+    except UNREADABLE_PAYLOAD as error:
+        raise unreadable_record(KIND, record.version, record.sequence) from error
+
+
+def _decoded(record: StoredRecord) -> Assessment:
     if record.kind != KIND or record.content_type != CONTENT_TYPE:
         raise ValueError(f"not a stored NEWS2 assessment: {record.kind} ({record.content_type})")
     body = json.loads(record.data)

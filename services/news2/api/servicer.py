@@ -5,6 +5,7 @@ patient data is read or written; nothing is stored when validation or the decisi
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import UTC, datetime
@@ -32,15 +33,19 @@ from services.platform.access_client import (
     DataKind,
     require_feed_subscriber,
 )
-from services.platform.errors import FieldViolation, InvalidArgument, raise_if_any
+from services.platform.errors import UNREADABLE_PAYLOAD, DataLoss, FieldViolation, InvalidArgument, raise_if_any
 from services.platform.feeds import StreamDrain
+from services.platform.logs import describe_error
 from services.platform.request_context import current_principal
 from services.platform.requests import check_idempotency_key, check_patient_id, feed_request, requested_tenant
 
 VITAL_SIGNS_PREFIX = "vital_signs."
+# What decoding a stored assessment raises when its bytes are not one this service wrote.
+UNREADABLE = (DataLoss, *UNREADABLE_PAYLOAD)
 FHIR_CONTENT_TYPE = "application/fhir+json; fhirVersion=4.0"
 
 Item = TypeVar("Item")
+log = logging.getLogger(__name__)
 
 
 class News2ServiceServicer(news2_pb2_grpc.News2ServiceServicer):
@@ -149,7 +154,16 @@ class News2ServiceServicer(news2_pb2_grpc.News2ServiceServicer):
             async for recorded in assessments:
                 if not recorded.complete:
                     continue  # no total: neither alerts nor changes a trend
-                alert = alert_at(recorded, await self.assessments.history(tenant, recorded.patient_id))
+                try:
+                    history = await self.assessments.history(tenant, recorded.patient_id)
+                except UNREADABLE as error:
+                    # One of the patient's records cannot be read (written past this service, straight into
+                    # storage): this alert is passed over, so that it cannot stop the tenant's alerts for good.
+                    log.error(
+                        "alert at sequence %d skipped, history unreadable: %s", recorded.sequence, describe_error(error)
+                    )
+                    continue
+                alert = alert_at(recorded, history)
                 if alert is None:
                     continue
                 if await self.access.may_deliver(tenant, recorded.patient_id, DataKind.VITAL_SIGNS):

@@ -14,6 +14,7 @@ from typing import Any
 from services.overview.domain.codes import CodeSystem, ServiceType
 from services.overview.domain.compilation import SourceList
 from services.overview.domain.services import Contact, MunicipalService, Unit
+from services.platform.errors import UNREADABLE_PAYLOAD, unreadable_record
 from services.platform.requests import scoped_idempotency_key
 from services.platform.storage_client import StorageClient, StoredRecord
 from services.storage.domain.records import is_valid_key
@@ -69,8 +70,12 @@ class ServiceLists:
 
 
 def stored_list(record: StoredRecord) -> StoredList:
-    source = SourceList(record.source_system, record.recorded_at, decode(record.data))
-    return StoredList(source, record.version, record.sequence)
+    """Raises DataLoss when the record holds something this service did not write."""
+    try:
+        services = decode(record.data)
+    except UNREADABLE_PAYLOAD as error:
+        raise unreadable_record(KIND, record.version, record.sequence) from error
+    return StoredList(SourceList(record.source_system, record.recorded_at, services), record.version, record.sequence)
 
 
 def encode(services: tuple[MunicipalService, ...]) -> bytes:

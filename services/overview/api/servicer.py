@@ -4,6 +4,7 @@ sources' lists and compiles them."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from datetime import date, datetime
@@ -25,17 +26,22 @@ from services.platform.access_client import (
     DataKind,
     require_feed_subscriber,
 )
-from services.platform.errors import FieldViolation, InvalidArgument, raise_if_any
+from services.platform.errors import UNREADABLE_PAYLOAD, DataLoss, FieldViolation, InvalidArgument, raise_if_any
 from services.platform.feeds import StreamDrain
+from services.platform.logs import describe_error
 from services.platform.principal import Principal
 from services.platform.request_context import current_principal
 from services.platform.requests import check_idempotency_key, check_patient_id, feed_request, requested_tenant
 from services.platform.storage_client import StorageClient
 
 MUNICIPAL_TIME_ZONE = ZoneInfo("Europe/Oslo")
+# What reading a stored list raises when its bytes are not one this service wrote.
+UNREADABLE = (DataLoss, *UNREADABLE_PAYLOAD)
 FHIR_CONTENT_TYPE = "application/fhir+json; fhirVersion=4.0"
 DEFAULT_HISTORY_PAGE = 20
 MAX_HISTORY_PAGE = 100
+
+log = logging.getLogger(__name__)
 
 
 def oslo_today() -> date:
@@ -105,13 +111,31 @@ class OverviewServiceServicer(overview_pb2_grpc.OverviewServiceServicer):
         changes = self.drain.relay(self.storage.watch(tenant, request.from_sequence, [KIND]))
         async with aclosing(changes):
             async for change in changes:
+                # A stored list that cannot be read (written past this service, straight into storage) is
+                # logged and passed over, so that it cannot stop the tenant's feed for good.
+                try:
+                    source_system = stored_list(change).source.source_system
+                except UNREADABLE as error:
+                    log.error(
+                        "unreadable services list at sequence %d skipped: %s", change.sequence, describe_error(error)
+                    )
+                    continue
                 if not await self.access.may_deliver(tenant, change.patient_id, DataKind.SERVICES_OVERVIEW):
+                    continue
+                try:
+                    overview = await self._overview(tenant, change.patient_id)
+                except UNREADABLE as error:
+                    log.error(
+                        "overview at sequence %d cannot be compiled, skipped: %s",
+                        change.sequence,
+                        describe_error(error),
+                    )
                     continue
                 yield overview_pb2.WatchOverviewsResponse(
                     sequence=change.sequence,
                     patient_id=change.patient_id,
-                    source_system=stored_list(change).source.source_system,
-                    overview=await self._overview(tenant, change.patient_id),
+                    source_system=source_system,
+                    overview=overview,
                 )
 
     async def ExportOverview(self, request: overview_pb2.ExportOverviewRequest, context: aio.ServicerContext):
