@@ -3,14 +3,18 @@ the same status, reason and field violations as if it had called the peer itself
 
 from __future__ import annotations
 
+import time
+
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc import aio
 
-from services.platform import errors
+from services.platform import errors, request_context
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _UNAVAILABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+# Peer calls end at the caller's deadline; their end is observed a moment after it.
+_DEADLINE_SLACK_SECONDS = 0.05
 
 
 def domain_error(error: aio.AioRpcError, peer: str) -> Exception:
@@ -19,6 +23,8 @@ def domain_error(error: aio.AioRpcError, peer: str) -> Exception:
     code, message = error.code(), error.details() or ""
     details = _details(error)
     reason = next((detail for detail in details if isinstance(detail, error_details_pb2.ErrorInfo)), None)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED and _callers_deadline_passed():
+        return errors.DeadlineExceeded("the call's deadline passed")
     if code in _UNAVAILABLE_CODES:
         return errors.Unavailable(f"the {peer} service is unavailable; retry later")
     if code == grpc.StatusCode.PERMISSION_DENIED:
@@ -42,6 +48,12 @@ def domain_error(error: aio.AioRpcError, peer: str) -> Exception:
     if code == grpc.StatusCode.FAILED_PRECONDITION and reason:
         return errors.FailedPrecondition(reason.reason, message, _metadata(reason))
     return RuntimeError(f"{peer} call failed: {code.name}")
+
+
+def _callers_deadline_passed() -> bool:
+    """Whether our own caller's time is up (so the peer's time ran out with it, not on its own)."""
+    deadline = request_context.deadline.get()
+    return deadline is not None and time.monotonic() >= deadline - _DEADLINE_SLACK_SECONDS
 
 
 def _metadata(reason: error_details_pb2.ErrorInfo | None) -> dict[str, str]:
