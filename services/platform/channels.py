@@ -105,7 +105,6 @@ def open_channel(
             # A restarted peer is back within a second or two: reconnect quickly rather than after
             # gRPC's default 1 s, 1.6 s, … up to two minutes.
             ("grpc.initial_reconnect_backoff_ms", 100),
-            ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 5_000),
             ("grpc.use_local_subchannel_pool", int(own_connection)),
         ],

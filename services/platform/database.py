@@ -30,6 +30,9 @@ TENANT_SETTING = "samhandling.tenant"
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57", "53")
 # Tenant codes are written into the statement that opens a tenant transaction (see below).
 _TENANT_CODE = re.compile(r"[0-9A-Za-z_-]{1,32}")
+# How many closed connections a transaction replaces before it gives up on the pool's (one per pool
+# slot and overflow slot at most; the next attempt after that makes a new connection anyway).
+_POOL_REPLACEMENTS = 40
 
 
 def async_url(url: str) -> str:
@@ -48,10 +51,10 @@ def create_engine(url: str, *, pool_size: int = 10, statement_timeout_ms: int | 
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        # No pre-ping: it cost three round trips per transaction. A connection that died with the
-        # server fails its call once (UNAVAILABLE, retried by callers), and SQLAlchemy then discards
-        # every connection made before the failure; the health monitor also starts a fresh pool when
-        # the database comes back.
+        # No pre-ping: it cost three round trips per transaction. A pooled connection the server has
+        # closed is known to the driver without a round trip and replaced (tenant_transaction); one
+        # that fails mid-call fails that call (UNAVAILABLE, retried by callers) and is discarded; the
+        # health monitor also starts a fresh pool when the database comes back.
         pool_pre_ping=False,
         # Exception messages must not carry bound parameters: they hold patient ids and payloads.
         hide_parameters=True,
@@ -69,6 +72,10 @@ def is_unavailable(error: BaseException) -> bool:
     # shuts down between two statements (found by tests/faults, database restart): the connection is
     # unusable, and nothing about the request is wrong.
     if isinstance(error, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError)):
+        return True
+    # A prepared statement the schema has changed under (a migration during a rolling deploy): the
+    # driver clears its cache, and the same call succeeds when retried.
+    if isinstance(error, (asyncpg.InvalidCachedStatementError, asyncpg.exceptions.OutdatedSchemaCacheError)):
         return True
     if isinstance(error, asyncpg.PostgresError):
         return str(error.sqlstate or "").startswith(_UNAVAILABLE_SQLSTATE_CLASSES)
@@ -112,6 +119,12 @@ async def tenant_transaction(engine: AsyncEngine, tenant: str) -> AsyncIterator[
     try:
         async with engine.connect() as connection:
             driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
+            for _ in range(_POOL_REPLACEMENTS):
+                if not driver.is_closed():
+                    break
+                # Closed by the server since it was pooled (a restart): take another, no round trip lost.
+                await connection.invalidate()
+                driver = (await connection.get_raw_connection()).driver_connection
             try:
                 # Inside the try: a connection whose BEGIN failed (it died with the server, or was
                 # cancelled mid-statement) must not go back to the pool as it is.
@@ -134,7 +147,7 @@ async def _end_failed(connection, driver: asyncpg.Connection, error: BaseExcepti
         try:
             await driver.execute("ROLLBACK")
             return
-        except Exception:  # any failure here means the connection is unusable
+        except BaseException:  # failed, or cancelled: the connection may still be mid-transaction
             pass
     await connection.invalidate()
 

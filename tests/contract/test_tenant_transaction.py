@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 
 from services.platform.database import create_engine, tenant_transaction
@@ -91,3 +92,25 @@ async def test_an_unreachable_database_is_unavailable():
                 pass
     finally:
         await engine.dispose()
+
+
+async def test_pooled_connections_the_server_closed_are_replaced_without_failing_a_call(engine, database):
+    """After a database restart every pooled connection is dead; the driver knows it without a round
+    trip, so a transaction takes a fresh one instead of failing (no pre-ping needed)."""
+    holders = []
+    for _ in range(2):  # two connections into the pool
+        holders.append(tenant_transaction(engine, BODO))
+    connections = [await holder.__aenter__() for holder in holders]
+    pids = {connection.get_server_pid() for connection in connections}
+    for holder in holders:
+        await holder.__aexit__(None, None, None)
+    admin = await asyncpg.connect(database.admin_url)
+    try:
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", list(pids))
+    finally:
+        await admin.close()
+    await asyncio.sleep(0.2)  # the driver sees the sockets close
+
+    for _ in range(3):
+        async with tenant_transaction(engine, BODO) as connection:
+            assert connection.get_server_pid() not in pids

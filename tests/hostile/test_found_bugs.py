@@ -4,9 +4,10 @@ pinned (strict xfail: when one is fixed the test passes, fails the run, and its 
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -253,3 +254,51 @@ async def test_the_largest_log_position_is_a_valid_page_token(channels, mint):
     request = access_pb2.ListAccessLogRequest(patient_id=person_number(), page_token=token)
     outcome = await invoke(channels["access"], _rpc("access.ListAccessLog"), request, officer)
     assert outcome.ok and not outcome.responses[0].entries, outcome.describe()
+
+
+@pytest.mark.parametrize("mutation", ["measured_at without a time zone", "a total as text", "a pulse as text"])
+async def test_a_well_formed_assessment_with_wrong_types_is_data_loss_too(mutation, channels, mint):
+    """The right content type and JSON shape, the wrong types: reported as unreadable when read, never a
+    comparison failing later (INTERNAL), and passed over by the look-back of the next recording."""
+    patient = person_number()
+    token = bearer(mint(BODO, client_id="poison-ehr", hpr_number=NURSE_HPR, patient_ids=(patient,)))
+
+    def record_request() -> news2_pb2.RecordVitalSignsRequest:
+        signs = vital_signs()
+        signs.measured_at.GetCurrentTime()
+        return news2_pb2.RecordVitalSignsRequest(
+            patient_id=patient, vital_signs=signs, idempotency_key=str(uuid.uuid4())
+        )
+
+    first = await invoke(channels["news2"], _rpc("news2.RecordVitalSigns"), record_request(), token)
+    assert first.ok, first.describe()
+    key = first.responses[0].assessment.assessment_id
+    get = storage_pb2.GetRecordRequest(tenant=BODO, patient_id=patient, kind="news2.assessment", key=key)
+    original = (await invoke(channels["storage"], _rpc("storage.GetRecord"), get, token)).responses[0].record
+    body = json.loads(original.payload.data)
+    if mutation == "measured_at without a time zone":
+        body["measured_at"] = body["measured_at"].replace("+00:00", "")
+    elif mutation == "a total as text":
+        body["score"]["total"] = str(body["score"]["total"])
+    else:
+        body["as_scored"]["pulse"] = str(body["as_scored"]["pulse"])
+    later = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y%m%dT%H%M%S.%fZ") + "-" + "f" * 32
+    put = storage_pb2.PutRecordRequest(
+        tenant=BODO,
+        patient_id=patient,
+        kind="news2.assessment",
+        key=later,
+        idempotency_key=str(uuid.uuid4()),
+        payload=storage_pb2.Payload(data=json.dumps(body).encode(), content_type=original.payload.content_type),
+    )
+    assert (await invoke(channels["storage"], _rpc("storage.PutRecord"), put, token)).ok
+
+    listed = await invoke(
+        channels["news2"], _rpc("news2.ListAssessments"), news2_pb2.ListAssessmentsRequest(patient_id=patient), token
+    )
+    assert listed.code == grpc.StatusCode.DATA_LOSS, listed.describe()
+    assert listed.reason == "UNREADABLE_RECORD"
+    second = await invoke(channels["news2"], _rpc("news2.RecordVitalSigns"), record_request(), token)
+    assert second.ok, second.describe()
+    assert second.responses[0].assessment.trend.previous_assessment_id == key
+    await assert_serving(channels)

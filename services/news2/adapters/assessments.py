@@ -180,7 +180,7 @@ def _decoded(record: StoredRecord) -> Assessment:
         version=record.version,
         tenant=record.tenant,
         patient_id=record.patient_id,
-        measured_at=datetime.fromisoformat(body["measured_at"]),
+        measured_at=_aware(datetime.fromisoformat(body["measured_at"])),
         measured=_measured(body["measured"]),
         as_scored=as_scored,
         score=_score(body["score"], as_scored) if body["score"] is not None else None,
@@ -243,6 +243,28 @@ def _float(value: float | int | None) -> float | None:
     return None if value is None else float(value)
 
 
+# Strict readers for what decides alerts and trends: a stored record with the right shape but the wrong
+# types must fail here (and be reported as unreadable), not later in a comparison.
+
+
+def _int(value: object) -> int:
+    if type(value) is not int:
+        raise TypeError("not an integer")
+    return value
+
+
+def _number(value: object) -> float | int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise TypeError("not a number")
+    return value
+
+
+def _aware(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("a time without a time zone")
+    return moment
+
+
 def _as_scored_json(values: VitalSigns) -> dict[str, Any]:
     return {
         "respiratory_rate": values.respiratory_rate,
@@ -258,12 +280,12 @@ def _as_scored_json(values: VitalSigns) -> dict[str, Any]:
 
 def _as_scored(item: dict[str, Any]) -> VitalSigns:
     return VitalSigns(
-        respiratory_rate=item["respiratory_rate"],
-        spo2=item["spo2"],
+        respiratory_rate=_number(item["respiratory_rate"]),
+        spo2=_number(item["spo2"]),
         spo2_scale=Spo2Scale[item["spo2_scale"]],
         on_oxygen=item["on_oxygen"],
-        systolic_bp=item["systolic_bp"],
-        pulse=item["pulse"],
+        systolic_bp=_number(item["systolic_bp"]),
+        pulse=_number(item["pulse"]),
         consciousness=Consciousness[item["consciousness"]] if item["consciousness"] else None,
         temperature=Decimal(item["temperature"]) if item["temperature"] is not None else None,
     )
@@ -283,8 +305,8 @@ def _score_json(score: News2Score) -> dict[str, Any]:
 
 def _score(item: dict[str, Any], as_scored: VitalSigns) -> News2Score:
     return News2Score(
-        total=item["total"],
-        parameter_scores=ParameterScores(**item["parameter_scores"]),
+        total=_int(item["total"]),
+        parameter_scores=ParameterScores(**{name: _int(value) for name, value in item["parameter_scores"].items()}),
         risk_level=RiskLevel[item["risk_level"]],
         single_parameter_scored_3=item["single_parameter_scored_3"],
         scale=Spo2Scale[item["scale"]],
@@ -308,8 +330,8 @@ def _trend(item: dict[str, Any]) -> AssessmentTrend:
     return AssessmentTrend(
         previous_assessment_id=item["previous_assessment_id"],
         trend=Trend(
-            previous_total=item["previous_total"],
-            total_delta=item["total_delta"],
+            previous_total=_int(item["previous_total"]),
+            total_delta=_int(item["total_delta"]),
             previous_risk_level=RiskLevel[item["previous_risk_level"]],
             risk_change=RiskChange[item["risk_change"]],
         ),

@@ -156,6 +156,7 @@ class News2ServiceServicer(news2_pb2_grpc.News2ServiceServicer):
                     continue  # no total: neither alerts nor changes a trend
                 try:
                     history = await self.assessments.history(tenant, recorded.patient_id)
+                    alert = alert_at(recorded, history)
                 except UNREADABLE as error:
                     # One of the patient's records cannot be read (written past this service, straight into
                     # storage): this alert is passed over, so that it cannot stop the tenant's alerts for good.
@@ -163,7 +164,6 @@ class News2ServiceServicer(news2_pb2_grpc.News2ServiceServicer):
                         "alert at sequence %d skipped, history unreadable: %s", recorded.sequence, describe_error(error)
                     )
                     continue
-                alert = alert_at(recorded, history)
                 if alert is None:
                     continue
                 if await self.access.may_deliver(tenant, recorded.patient_id, DataKind.VITAL_SIGNS):
