@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -15,7 +16,7 @@ import asyncpg
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from sqlalchemy import exc, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.platform.errors import Unavailable
 
@@ -63,10 +64,6 @@ def create_engine(url: str, *, pool_size: int = 10, statement_timeout_ms: int | 
     )
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
-
-
 def is_unavailable(error: BaseException) -> bool:
     # InternalClientError: the driver's protocol is out of step with the server, as when the server
     # shuts down between two statements (found by tests/faults, database restart): the connection is
@@ -90,30 +87,12 @@ def is_unavailable(error: BaseException) -> bool:
 
 
 @asynccontextmanager
-async def tenant_session(sessions: async_sessionmaker[AsyncSession], tenant: str) -> AsyncIterator[AsyncSession]:
-    """One transaction in which row-level security sees exactly `tenant`. Commits on success."""
-    try:
-        async with sessions() as session, session.begin():
-            await session.execute(
-                text("SELECT set_config(:name, :tenant, true)"),
-                {
-                    "name": TENANT_SETTING,
-                    "tenant": tenant,
-                },
-            )
-            yield session
-    except Exception as error:
-        if is_unavailable(error):
-            log.warning("database unavailable: %s", type(error).__name__)
-            raise Unavailable("the database is unavailable; retry later") from error
-        raise
-
-
-@asynccontextmanager
 async def tenant_transaction(engine: AsyncEngine, tenant: str) -> AsyncIterator[asyncpg.Connection]:
-    """The transaction of `tenant_session`, on the driver's own connection: hot paths run their
-    statements on asyncpg directly (prepared once per connection), without the ORM's cost per
-    statement, and BEGIN travels with the tenant setting in one round trip. Commits on success."""
+    """One transaction in which row-level security sees exactly `tenant`. Commits on success.
+
+    It runs on the driver's own connection: statements go to asyncpg directly (prepared once per
+    connection), without the ORM's cost per statement, and BEGIN travels with the tenant setting in
+    one round trip."""
     if not _TENANT_CODE.fullmatch(tenant):
         raise ValueError("not a tenant code")
     try:
@@ -136,9 +115,29 @@ async def tenant_transaction(engine: AsyncEngine, tenant: str) -> AsyncIterator[
                 raise
     except Exception as error:
         if is_unavailable(error):
-            log.warning("database unavailable: %s", type(error).__name__)
+            _unavailable_warnings.warn(type(error).__name__)
             raise Unavailable("the database is unavailable; retry later") from error
         raise
+
+
+class _Throttled:
+    """A warning at most every `interval` seconds, with how many were held back: an outage fails every
+    call, and one line per call would bury everything else in the log."""
+
+    def __init__(self, message: str, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.message, self.interval, self.clock = message, interval, clock
+        self.last, self.held_back = float("-inf"), 0
+
+    def warn(self, cause: str) -> None:
+        now = self.clock()
+        if now - self.last < self.interval:
+            self.held_back += 1
+            return
+        log.warning("%s: %s (%d more since the last warning)", self.message, cause, self.held_back)
+        self.last, self.held_back = now, 0
+
+
+_unavailable_warnings = _Throttled("database unavailable", interval=5.0)
 
 
 async def _end_failed(connection, driver: asyncpg.Connection, error: BaseException) -> None:
